@@ -1,0 +1,181 @@
+//! Command-line definitions (clap) and nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Transfer learning on small devices: learn new classes from a few pictures, on the device.
+#[derive(Debug, Parser)]
+#[command(name = "edge-tl", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The backbone to use; shared by every command that runs the network.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArg {
+    /// Backbone: a name from `edge-tl models list`, or a path to an .onnx file or a manifest
+    /// .toml [default: the head's backbone, else mobilenet-v2-int8]
+    #[arg(long, short = 'm', env = "EDGE_TL_MODEL", value_name = "NAME|PATH")]
+    pub model: Option<String>,
+}
+
+/// Embedding settings shared by train and eval.
+#[derive(Debug, Clone, Args)]
+pub struct EmbedArgs {
+    /// Threads running the backbone [default: all cores]
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Folder of the embedding cache [default: <data>/.edge-tl-cache, or the user cache folder
+    /// when the dataset is read-only]
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Neither read nor write the embedding cache
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List, inspect and install backbones
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// Name what is in pictures with the backbone's own ImageNet classifier (no head needed)
+    Classify {
+        /// Pictures (JPEG, PNG, GIF, BMP, WebP)
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// How many classes to show per picture
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// One JSON object per picture instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        model: ModelArg,
+    },
+    /// Train a head on a dataset folder (<data>/<label>/*.jpg)
+    Train {
+        /// Dataset folder: one sub-folder per label
+        #[arg(long, short = 'd', value_name = "DIR")]
+        data: PathBuf,
+        /// Where to write the head
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: PathBuf,
+        /// Kind of head
+        #[arg(long, value_enum, default_value_t = HeadKindArg::Logistic)]
+        head: HeadKindArg,
+        /// L2 regularisation of the logistic head (scikit-learn's 1/C)
+        #[arg(long, default_value_t = 1.0)]
+        alpha: f64,
+        /// Also learn from each picture mirrored left-right
+        #[arg(long)]
+        flip: bool,
+        /// Cross-validation folds for the accuracy estimate (0 = none)
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// Seed of the cross-validation split
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print a JSON summary instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        model: ModelArg,
+        #[command(flatten)]
+        embed: EmbedArgs,
+    },
+    /// Classify pictures with a trained head
+    Predict {
+        /// Head file written by `edge-tl train`
+        head: PathBuf,
+        /// Pictures
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// How many labels to show per picture
+        #[arg(long, default_value_t = 3)]
+        top: usize,
+        /// One JSON object per picture instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        model: ModelArg,
+    },
+    /// Measure a head on a labelled test folder (<testset>/<label>/*.jpg)
+    Eval {
+        /// Head file written by `edge-tl train`
+        head: PathBuf,
+        /// Test folder with the same label names as the training data
+        testset: PathBuf,
+        /// Print one JSON object (accuracy, top5_accuracy, n, per_class, confusion)
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        model: ModelArg,
+        #[command(flatten)]
+        embed: EmbedArgs,
+    },
+    /// Measure speed and memory on real pictures (see the README for the onnxruntime peer)
+    Bench {
+        /// Pictures to run [default: the shared test photos]
+        #[arg(long, value_name = "DIR")]
+        photos: Option<PathBuf>,
+        /// Timed runs per picture set (after one warm-up pass)
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Dataset for the training-time measurement [default: shared catsdogs/train]
+        #[arg(long, value_name = "DIR")]
+        train_data: Option<PathBuf>,
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        model: ModelArg,
+    },
+    /// Write the input tensors edge-tl feeds the network, for comparison with other runtimes
+    DumpInputs {
+        /// Output folder: one <name>.bin (raw tensor bytes) per picture, plus index.json
+        #[arg(long, short = 'o', value_name = "DIR")]
+        out: PathBuf,
+        /// Pictures
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Also write the embeddings and logits tract computes (tract.json)
+        #[arg(long)]
+        with_outputs: bool,
+        #[command(flatten)]
+        model: ModelArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Known backbones: name, size, embedding width, installed or not
+    List {
+        /// One JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download (or copy) a backbone, check its sha256 and install it
+    Pull {
+        /// Name from `edge-tl models list`
+        name: String,
+        /// An http(s) address or a local file to install from [default: the manifest's URLs]
+        #[arg(long, value_name = "URL|FILE")]
+        from: Option<String>,
+        /// Folder to install into [default: first of $EDGE_TL_MODELS, else the user data folder]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HeadKindArg {
+    /// Multinomial logistic regression (linfa-logistic) on standardised features
+    Logistic,
+    /// Nearest class mean (works from one picture per label)
+    Centroid,
+}

@@ -1,0 +1,174 @@
+//! `edge-tl bench`: load time, start-up to first prediction, per-picture extractor latency
+//! (median, p90), training time for 200 cached embeddings, and peak RSS, on real photos.
+//! `scripts/bench.py` runs this and onnxruntime on the same tensors and prints the ratio.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use edge_tl::dataset::{embed_dataset, Dataset, EmbedOptions};
+use edge_tl::head::train::{train, HeadKind, TrainParams};
+use edge_tl::head::{Backbone, LogisticParams};
+use edge_tl::model::{store, Extractor, Outputs};
+use edge_tl::preprocess::{decode_file, to_input};
+
+#[derive(Serialize)]
+struct Report {
+    model: String,
+    model_path: PathBuf,
+    pictures: usize,
+    rounds: usize,
+    threads: usize,
+    load_ms: f64,
+    first_prediction_ms: f64,
+    extract_ms_p50: f64,
+    extract_ms_p90: f64,
+    preprocess_ms_p50: f64,
+    train_samples: usize,
+    train_ms: Option<f64>,
+    peak_rss_mib: Option<f64>,
+}
+
+pub fn run(
+    photos: Option<PathBuf>,
+    rounds: usize,
+    train_data: Option<PathBuf>,
+    json: bool,
+    model: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let start = Instant::now();
+    let model = store::resolve(model.or(Some(edge_tl::model::manifest::DEFAULT_MODEL)))
+        .context("choosing the backbone (--model)")?;
+    let extractor = Extractor::load(&model, Outputs::Embedding)
+        .with_context(|| format!("loading {}", model.path.display()))?;
+    let load_ms = start.elapsed().as_secs_f64() * 1e3;
+    let photos = photos.unwrap_or_else(|| edge_tl::shared_dir().join("models/testdata"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&photos)
+        .with_context(|| format!("reading {}", photos.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let mut inputs = Vec::new();
+    let mut preprocess_ms = Vec::new();
+    let mut first_prediction_ms = None;
+    for f in &files {
+        let t = Instant::now();
+        let Ok(frame) = decode_file(f) else { continue };
+        let input = to_input(&frame, &model.manifest);
+        preprocess_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if first_prediction_ms.is_none() {
+            extractor.run(&input)?;
+            first_prediction_ms = Some(start.elapsed().as_secs_f64() * 1e3);
+        }
+        inputs.push(input);
+    }
+    anyhow::ensure!(!inputs.is_empty(), "no decodable pictures in {}", photos.display());
+    for input in &inputs {
+        extractor.run(input)?; // warm-up
+    }
+    let mut extract_ms = Vec::new();
+    for _ in 0..rounds.max(1) {
+        for input in &inputs {
+            let t = Instant::now();
+            extractor.run(input)?;
+            extract_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let train_data = train_data.unwrap_or_else(|| edge_tl::shared_dir().join("data/catsdogs/train"));
+    let (train_samples, train_ms) = match Dataset::open(&train_data) {
+        Ok(ds) => {
+            let set = embed_dataset(&ds, &extractor, &EmbedOptions::default(), &super::progress("embedding"))?;
+            let m = &model.manifest;
+            let backbone = Backbone {
+                name: m.name.clone(),
+                sha256: model.sha256.clone(),
+                embedding_dim: m.embedding.dim,
+                input: m.input.clone(),
+                preprocess: m.preprocess.clone(),
+            };
+            let params = TrainParams {
+                kind: HeadKind::Logistic(LogisticParams::default()),
+                folds: 0,
+                seed: 0,
+            };
+            let t = Instant::now();
+            train(&set, &train_data, backbone, &params)?;
+            (set.samples.len(), Some(t.elapsed().as_secs_f64() * 1e3))
+        }
+        Err(e) => {
+            eprintln!("no training measurement: {e:#}");
+            (0, None)
+        }
+    };
+    let report = Report {
+        model: model.manifest.name.clone(),
+        model_path: model.path.clone(),
+        pictures: inputs.len(),
+        rounds: rounds.max(1),
+        threads: 1,
+        load_ms,
+        first_prediction_ms: first_prediction_ms.unwrap_or(f64::NAN),
+        extract_ms_p50: percentile(&mut extract_ms, 0.5),
+        extract_ms_p90: percentile(&mut extract_ms, 0.9),
+        preprocess_ms_p50: percentile(&mut preprocess_ms, 0.5),
+        train_samples,
+        train_ms,
+        peak_rss_mib: peak_rss_mib(),
+    };
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("model                 {} ({})", report.model, report.model_path.display());
+        println!("load                  {:.0} ms", report.load_ms);
+        println!("start-up to 1st pred  {:.0} ms", report.first_prediction_ms);
+        println!(
+            "extract (1 thread)    p50 {:.1} ms, p90 {:.1} ms over {} runs",
+            report.extract_ms_p50,
+            report.extract_ms_p90,
+            extract_ms.len()
+        );
+        println!("decode+resize         p50 {:.1} ms", report.preprocess_ms_p50);
+        if let Some(t) = report.train_ms {
+            println!("train head            {t:.0} ms for {} samples", report.train_samples);
+        }
+        if let Some(r) = report.peak_rss_mib {
+            println!("peak RSS              {r:.0} MiB");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Nearest-rank percentile (`q` in 0..1) of the values; NaN when empty.
+fn percentile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    values[rank - 1]
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let mut v = vec![5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(percentile(&mut v, 0.5), 3.0);
+        assert_eq!(percentile(&mut v, 0.9), 5.0);
+        assert!(percentile(&mut [], 0.5).is_nan());
+    }
+}

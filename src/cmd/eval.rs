@@ -1,0 +1,64 @@
+//! `edge-tl eval`: accuracy of a head on a labelled test folder.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::EmbedArgs;
+use edge_tl::dataset::{embed_dataset, Dataset};
+use edge_tl::error::DatasetError;
+use edge_tl::head::file as head_file;
+use edge_tl::metrics::evaluate;
+use edge_tl::model::{Extractor, Outputs};
+
+pub fn run(
+    head_path: &Path,
+    testset: &Path,
+    json: bool,
+    model: Option<&str>,
+    embed: &EmbedArgs,
+) -> anyhow::Result<ExitCode> {
+    let head = super::load_head(head_path)?;
+    let model = super::resolve_model(model, Some(&head))?;
+    head_file::check_backbone(&head, &model, head_path)?;
+    let dataset = Dataset::open(testset)
+        .with_context(|| format!("reading test set {}", testset.display()))?;
+    // Test labels are matched to the head's by name.
+    let to_head: Vec<usize> = dataset
+        .labels
+        .iter()
+        .map(|l| {
+            head.labels.iter().position(|h| h == l).ok_or_else(|| DatasetError::UnknownLabel {
+                path: testset.join(l),
+                label: l.clone(),
+                known: head.labels.join(", "),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let extractor = Extractor::load(&model, Outputs::Embedding)
+        .with_context(|| format!("loading {}", model.path.display()))?;
+    let bar = super::progress("embedding");
+    let set = embed_dataset(&dataset, &extractor, &super::embed_options(embed, false), &bar)?;
+    for (_, e) in &set.skipped {
+        eprintln!("skipped {e:#}");
+    }
+    let results: Vec<(usize, Vec<f32>)> = set
+        .samples
+        .iter()
+        .map(|s| (to_head[s.label], head.predict(&s.embedding)))
+        .collect();
+    let report = evaluate(&head.labels, &results);
+    if json {
+        let mut value = serde_json::to_value(&report)?;
+        value["skipped"] = set
+            .skipped
+            .iter()
+            .map(|(_, e)| serde_json::json!({"path": e.path(), "reason": e.reason()}))
+            .collect();
+        println!("{value}");
+    } else {
+        print!("{report}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,177 @@
+//! One file per command: thin shells that wire library parts together and print results.
+
+mod bench;
+mod classify;
+mod dump_inputs;
+mod eval;
+mod models;
+mod predict;
+mod train;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::{Cli, Command, EmbedArgs, ModelsCommand};
+use edge_tl::dataset::EmbedOptions;
+use edge_tl::head::Head;
+use edge_tl::model::store::{self, ResolvedModel};
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Models { command } => match command {
+            ModelsCommand::List { json } => models::list(json),
+            ModelsCommand::Pull { name, from, dir } => models::pull(&name, from.as_deref(), dir),
+        },
+        Command::Classify {
+            files,
+            top,
+            json,
+            model,
+        } => classify::run(&files, top, json, model.model.as_deref()),
+        Command::Train {
+            data,
+            out,
+            head,
+            alpha,
+            flip,
+            folds,
+            seed,
+            json,
+            model,
+            embed,
+        } => train::run(train::TrainArgs {
+            data,
+            out,
+            head,
+            alpha,
+            flip,
+            folds,
+            seed,
+            json,
+            model: model.model,
+            embed,
+        }),
+        Command::Predict {
+            head,
+            files,
+            top,
+            json,
+            model,
+        } => predict::run(&head, &files, top, json, model.model.as_deref()),
+        Command::Eval {
+            head,
+            testset,
+            json,
+            model,
+            embed,
+        } => eval::run(&head, &testset, json, model.model.as_deref(), &embed),
+        Command::Bench {
+            photos,
+            rounds,
+            train_data,
+            json,
+            model,
+        } => bench::run(photos, rounds, train_data, json, model.model.as_deref()),
+        Command::DumpInputs {
+            out,
+            files,
+            with_outputs,
+            model,
+        } => dump_inputs::run(&out, &files, with_outputs, model.model.as_deref()),
+    }
+}
+
+/// Resolves `--model`, defaulting to the head's backbone when a head is in play.
+fn resolve_model(spec: Option<&str>, head: Option<&Head>) -> anyhow::Result<ResolvedModel> {
+    let spec = spec.or(head.map(|h| h.backbone.name.as_str()));
+    store::resolve(spec).context("choosing the backbone (--model)")
+}
+
+/// Loads a head file with the path in the error.
+fn load_head(path: &Path) -> anyhow::Result<Head> {
+    edge_tl::head::file::load(path).with_context(|| format!("loading head {}", path.display()))
+}
+
+/// Embedding options from the flags.
+fn embed_options(args: &EmbedArgs, flip: bool) -> EmbedOptions {
+    let mut o = EmbedOptions {
+        flip,
+        cache_dir: args.cache_dir.clone(),
+        no_cache: args.no_cache,
+        ..EmbedOptions::default()
+    };
+    if let Some(j) = args.jobs {
+        o.jobs = j.max(1);
+    }
+    o
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+fn progress(what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// A byte-progress bar for downloads.
+fn byte_progress(what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Classifies each file and prints one line (or JSON object) per file; a file that cannot be
+/// read goes to stderr with its reason and the others go on. Exit code 1 if any failed.
+fn print_classified(
+    pipeline: &edge_tl::pipeline::Pipeline,
+    files: &[std::path::PathBuf],
+    top: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut failed = 0;
+    for path in files {
+        match pipeline.classify_file(path) {
+            Ok(c) => {
+                let ranked = pipeline.top(&c, top.max(1));
+                if json {
+                    let line = serde_json::json!({
+                        "path": path,
+                        "label": ranked[0].label,
+                        "prob": ranked[0].prob,
+                        "top": ranked,
+                    });
+                    println!("{line}");
+                } else {
+                    let answers: Vec<String> = ranked
+                        .iter()
+                        .map(|r| format!("{} {:.1}%", r.label, 100.0 * r.prob))
+                        .collect();
+                    println!("{}: {}", path.display(), answers.join(", "));
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e:#}");
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} pictures could not be classified", files.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,248 @@
+//! The library's error types: one enum per area, each keeping its source error so the
+//! command layer can print the whole chain (`{:#}`) with the file, model or setting named.
+
+use std::path::PathBuf;
+
+/// Why an image file (or camera frame) could not be turned into an RGB picture.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{path}: cannot read the file")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: the file is empty (0 bytes)")]
+    Empty { path: PathBuf },
+    #[error("{path}: not an image (unknown format; JPEG, PNG, GIF, BMP and WebP are supported)")]
+    UnknownFormat { path: PathBuf },
+    #[error(
+        "{path}: {width}x{height} pixels is larger than the {max_pixels}-pixel limit \
+         (a decompression bomb guard); downscale the picture first"
+    )]
+    TooLarge {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        max_pixels: u64,
+    },
+    #[error("{path}: truncated JPEG (no end-of-image marker); the file was cut short")]
+    TruncatedJpeg { path: PathBuf },
+    #[error("{path}: the picture has no pixels ({width}x{height})")]
+    NoPixels { path: PathBuf, width: u32, height: u32 },
+    #[error("{path}: corrupt or unsupported image data")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: image::ImageError,
+    },
+}
+
+impl DecodeError {
+    /// The file (or frame name) the error is about.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            DecodeError::Read { path, .. }
+            | DecodeError::Empty { path }
+            | DecodeError::UnknownFormat { path }
+            | DecodeError::TooLarge { path, .. }
+            | DecodeError::TruncatedJpeg { path }
+            | DecodeError::NoPixels { path, .. }
+            | DecodeError::Corrupt { path, .. } => path,
+        }
+    }
+
+    /// The reason alone, without the path: for per-file summaries.
+    pub fn reason(&self) -> String {
+        let full = self.to_string();
+        let prefix = format!("{}: ", self.path().display());
+        let reason = full.strip_prefix(&prefix).unwrap_or(&full).to_string();
+        match std::error::Error::source(self) {
+            Some(src) => format!("{reason}: {src}"),
+            None => reason,
+        }
+    }
+}
+
+/// Problems with model descriptions (manifests), model files and running them.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("unknown model {name:?}; known models: {known}. Use `edge-tl models list`, or pass a path to an .onnx file or a manifest .toml")]
+    Unknown { name: String, known: String },
+    #[error("manifest {origin}: {source}")]
+    Manifest {
+        origin: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("manifest {origin}: {problem}")]
+    InvalidManifest { origin: String, problem: String },
+    #[error(
+        "model {name} is not installed (looked for {file} in {searched}); install it with \
+         `edge-tl models pull {name} --from FILE|URL` or set EDGE_TL_MODELS to the folder holding it"
+    )]
+    NotInstalled {
+        name: String,
+        file: String,
+        searched: String,
+    },
+    #[error(
+        "{path}: sha256 {actual} does not match the manifest of {name} ({expected}); the file is \
+         damaged or a different model: pull it again"
+    )]
+    HashMismatch {
+        path: PathBuf,
+        name: String,
+        expected: String,
+        actual: String,
+    },
+    #[error(
+        "{path}: no manifest describes this model file (sha256 {sha256}); put a manifest beside it \
+         as {sidecar} (see models/*.toml for the format)"
+    )]
+    NoManifestForFile {
+        path: PathBuf,
+        sha256: String,
+        sidecar: PathBuf,
+    },
+    #[error("{path}: cannot read")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("model {name}: {what}")]
+    Tract {
+        name: String,
+        what: String,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error("model {name}: labels file {path}: expected {expected} labels, found {found}")]
+    Labels {
+        name: String,
+        path: String,
+        expected: usize,
+        found: usize,
+    },
+    #[error("model {name} has no classifier output (logits) in its manifest, so it cannot name ImageNet classes; train a head with `edge-tl train`")]
+    NoLogits { name: String },
+}
+
+/// Problems downloading or installing a model file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("downloading {url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    #[error("downloading {url}: the server answered HTTP {status}; check the address")]
+    Status { url: String, status: u16 },
+    #[error("downloading {url}: the connection ended after {got} bytes{expected}; nothing was installed, try again")]
+    Incomplete {
+        url: String,
+        got: u64,
+        expected: String,
+    },
+    #[error("{from}: sha256 {actual} does not match the manifest of {name} ({expected}); nothing was installed")]
+    HashMismatch {
+        from: String,
+        name: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("model {name} has no download address in its manifest; pass one with --from URL or a local file with --from FILE")]
+    NoUrl { name: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Problems with a dataset folder (`<root>/<label>/<image>`).
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("{path}: cannot read the dataset folder")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: no label folders; a dataset holds one folder per label (<data>/<label>/*.jpg)")]
+    NoLabels { path: PathBuf },
+    #[error("{path}: only one label ({label}); training needs at least two label folders")]
+    OneLabel { path: PathBuf, label: String },
+    #[error("{path}: label {label:?} has no usable image{why}")]
+    EmptyLabel {
+        path: PathBuf,
+        label: String,
+        why: String,
+    },
+    #[error("invalid label {label:?}: {problem}")]
+    InvalidLabel { label: String, problem: String },
+    #[error("{path}: label {label:?} is not known to the head (it knows: {known})")]
+    UnknownLabel {
+        path: PathBuf,
+        label: String,
+        known: String,
+    },
+}
+
+/// Problems training, saving or loading a classifier head.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    #[error("{path}: cannot read the head file")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not an edge-tl head file: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: head format version {found} is not supported (this edge-tl reads version {supported}); retrain with `edge-tl train`")]
+    Version {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error(
+        "{path}: this head was trained on backbone {head_model} (sha256 {head_sha}), but the \
+         model in use is {model} (sha256 {model_sha}); pass --model {head_model} or retrain"
+    )]
+    BackboneMismatch {
+        path: PathBuf,
+        head_model: String,
+        head_sha: String,
+        model: String,
+        model_sha: String,
+    },
+    #[error("{path}: the head is inconsistent: {problem}")]
+    Inconsistent { path: PathBuf, problem: String },
+    #[error("{what}: {problem}")]
+    InvalidParams { what: &'static str, problem: String },
+    #[error("training the logistic head failed: {0}")]
+    Training(String),
+    #[error("{path}: cannot write the head file")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why a head could not be trained from a dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Head(#[from] HeadError),
+}

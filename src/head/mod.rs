@@ -1,0 +1,83 @@
+//! The classifier head trained on the device: what it is, how it predicts, how it is stored
+//! ([`file`]) and trained ([`train`]).
+
+pub mod centroid;
+pub mod file;
+pub mod logistic;
+pub mod scaler;
+pub mod train;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::manifest::{InputSpec, PreprocessSpec};
+use crate::predict::softmax;
+
+pub use centroid::CentroidModel;
+pub use logistic::{LinearModel, LogisticParams};
+pub use scaler::Scaler;
+
+/// The backbone a head was trained on: a head only makes sense on the same features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Backbone {
+    pub name: String,
+    pub sha256: String,
+    pub embedding_dim: usize,
+    /// How pictures were fed to it, so a head records what training saw.
+    pub input: InputSpec,
+    pub preprocess: PreprocessSpec,
+}
+
+/// The decision rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Classifier {
+    /// Multinomial logistic regression on standardised features.
+    Logistic { scaler: Scaler, model: LinearModel },
+    /// Nearest class mean (cosine).
+    Centroid { model: CentroidModel },
+}
+
+/// What the head was trained on, for `predict`/`eval` summaries and the web page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingInfo {
+    /// Usable pictures per label, in label order.
+    pub samples: Vec<usize>,
+    /// Whether mirrored copies were added.
+    pub flip: bool,
+    /// k-fold cross-validated accuracy, when every label had enough pictures.
+    pub cv_accuracy: Option<f64>,
+    pub cv_folds: Option<usize>,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// A trained head: labels, the backbone it belongs to and the classifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Head {
+    pub labels: Vec<String>,
+    pub backbone: Backbone,
+    pub classifier: Classifier,
+    pub training: TrainingInfo,
+}
+
+impl Head {
+    /// Class probabilities (sum to 1, label order) for one embedding.
+    pub fn predict(&self, embedding: &[f32]) -> Vec<f32> {
+        softmax(&self.logits(embedding))
+    }
+
+    /// Class scores before softmax.
+    pub fn logits(&self, embedding: &[f32]) -> Vec<f32> {
+        self.classifier.logits(embedding)
+    }
+}
+
+impl Classifier {
+    /// Class scores before softmax for one raw embedding.
+    pub fn logits(&self, embedding: &[f32]) -> Vec<f32> {
+        match self {
+            Classifier::Logistic { scaler, model } => model.logits(&scaler.apply(embedding)),
+            Classifier::Centroid { model } => model.logits(embedding),
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! Training a head from embedded samples: check the dataset can train a head at all, fit the
+//! chosen classifier, and estimate its accuracy by stratified k-fold cross-validation.
+
+use std::path::Path;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use super::{Backbone, CentroidModel, Classifier, Head, LogisticParams, Scaler, TrainingInfo};
+use crate::dataset::EmbeddedSet;
+use crate::error::{DatasetError, TrainError};
+use crate::predict::argmax;
+
+/// Which classifier to train.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeadKind {
+    Logistic(LogisticParams),
+    Centroid,
+}
+
+/// Settings of [`train`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainParams {
+    pub kind: HeadKind,
+    /// Cross-validation folds; 0 or 1 = no cross-validation.
+    pub folds: usize,
+    /// Seed of the fold assignment.
+    pub seed: u64,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams {
+            kind: HeadKind::Logistic(LogisticParams::default()),
+            folds: 5,
+            seed: 0,
+        }
+    }
+}
+
+/// Refuses datasets that cannot train a head: fewer than two labels, or a label with no usable
+/// picture (saying which pictures were skipped and why).
+pub fn check_trainable(set: &EmbeddedSet, root: &Path) -> Result<(), DatasetError> {
+    if set.labels.len() < 2 {
+        return Err(DatasetError::OneLabel {
+            path: root.to_path_buf(),
+            label: set.labels.first().cloned().unwrap_or_default(),
+        });
+    }
+    for (label, &count) in set.counts().iter().enumerate() {
+        if count == 0 {
+            let reasons: Vec<String> = set
+                .skipped
+                .iter()
+                .filter(|(l, _)| *l == label)
+                .map(|(_, e)| e.to_string())
+                .collect();
+            let why = if reasons.is_empty() {
+                " (the folder is empty)".to_string()
+            } else {
+                format!(" (skipped: {})", reasons.join("; "))
+            };
+            return Err(DatasetError::EmptyLabel {
+                path: root.to_path_buf(),
+                label: set.labels[label].clone(),
+                why,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Rows and labels for fitting: each sample, plus its mirrored copy when present.
+fn rows_of(set: &EmbeddedSet, which: &[usize]) -> (Vec<Vec<f32>>, Vec<usize>) {
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for &i in which {
+        let s = &set.samples[i];
+        x.push(s.embedding.clone());
+        y.push(s.label);
+        if let Some(f) = &s.flipped {
+            x.push(f.clone());
+            y.push(s.label);
+        }
+    }
+    (x, y)
+}
+
+/// Fits the classifier on rows `x` (raw embeddings) with labels `y`.
+pub fn fit_classifier(
+    kind: &HeadKind,
+    x: &[Vec<f32>],
+    y: &[usize],
+    n_classes: usize,
+) -> Result<Classifier, TrainError> {
+    Ok(match kind {
+        HeadKind::Centroid => Classifier::Centroid {
+            model: CentroidModel::fit(x, y, n_classes),
+        },
+        HeadKind::Logistic(params) => {
+            let refs: Vec<&[f32]> = x.iter().map(Vec::as_slice).collect();
+            let scaler = Scaler::fit(&refs);
+            let scaled: Vec<Vec<f32>> = x.iter().map(|r| scaler.apply(r)).collect();
+            let model = params.clone().check()?.fit(&scaled, y, n_classes)?;
+            Classifier::Logistic { scaler, model }
+        }
+    })
+}
+
+/// Stratified fold of each sample: within each label, a seeded shuffle dealt round-robin.
+pub fn fold_assignment(labels: &[usize], n_classes: usize, folds: usize, seed: u64) -> Vec<usize> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut fold = vec![0; labels.len()];
+    for class in 0..n_classes {
+        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        members.shuffle(&mut rng);
+        for (pos, i) in members.into_iter().enumerate() {
+            fold[i] = pos % folds;
+        }
+    }
+    fold
+}
+
+/// k-fold cross-validated accuracy; `None` when a label has fewer than `folds` pictures.
+pub fn cross_validate(set: &EmbeddedSet, params: &TrainParams) -> Result<Option<f64>, TrainError> {
+    let k = params.folds;
+    if k < 2 || set.counts().iter().any(|&c| c < k) {
+        return Ok(None);
+    }
+    let labels: Vec<usize> = set.samples.iter().map(|s| s.label).collect();
+    let fold = fold_assignment(&labels, set.labels.len(), k, params.seed);
+    let mut correct = 0;
+    for f in 0..k {
+        let train: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] != f).collect();
+        let (x, y) = rows_of(set, &train);
+        let classifier = fit_classifier(&params.kind, &x, &y, set.labels.len())?;
+        correct += (0..labels.len())
+            .filter(|&i| fold[i] == f)
+            .filter(|&i| argmax(&classifier.logits(&set.samples[i].embedding)) == labels[i])
+            .count();
+    }
+    Ok(Some(correct as f64 / labels.len() as f64))
+}
+
+/// Trains a head on every usable sample of `set` and cross-validates it.
+pub fn train(
+    set: &EmbeddedSet,
+    root: &Path,
+    backbone: Backbone,
+    params: &TrainParams,
+) -> Result<Head, TrainError> {
+    check_trainable(set, root)?;
+    let all: Vec<usize> = (0..set.samples.len()).collect();
+    let (x, y) = rows_of(set, &all);
+    let classifier = fit_classifier(&params.kind, &x, &y, set.labels.len())?;
+    let cv_accuracy = cross_validate(set, params)?;
+    Ok(Head {
+        labels: set.labels.clone(),
+        backbone,
+        classifier,
+        training: TrainingInfo {
+            samples: set.counts(),
+            flip: set.samples.iter().any(|s| s.flipped.is_some()),
+            cv_accuracy,
+            cv_folds: cv_accuracy.map(|_| params.folds),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::Sample;
+    use crate::error::DecodeError;
+
+    fn backbone() -> Backbone {
+        let m = crate::model::manifest::Manifest::builtin().remove(0);
+        Backbone {
+            name: m.name,
+            sha256: m.sha256,
+            embedding_dim: 4,
+            input: m.input,
+            preprocess: m.preprocess,
+        }
+    }
+
+    fn set(per_label: &[usize]) -> EmbeddedSet {
+        let mut samples = Vec::new();
+        for (label, &n) in per_label.iter().enumerate() {
+            for i in 0..n {
+                let mut e = vec![0.1 * i as f32; 4];
+                e[label] += 5.0;
+                samples.push(Sample {
+                    path: format!("{label}/{i}.jpg").into(),
+                    label,
+                    embedding: e,
+                    flipped: None,
+                });
+            }
+        }
+        EmbeddedSet {
+            labels: (0..per_label.len()).map(|l| format!("l{l}")).collect(),
+            samples,
+            skipped: vec![(
+                per_label.len() - 1,
+                std::sync::Arc::new(DecodeError::Empty {
+                    path: "last/zero.jpg".into(),
+                }),
+            )],
+            cached: 0,
+            computed: 0,
+        }
+    }
+
+    #[test]
+    fn one_label_and_empty_label_are_refused_with_reasons() {
+        let err = check_trainable(&set(&[3]), Path::new("d")).unwrap_err().to_string();
+        assert!(err.contains("only one label"), "{err}");
+        let err = check_trainable(&set(&[3, 0]), Path::new("d")).unwrap_err().to_string();
+        assert!(err.contains("label \"l1\" has no usable image"), "{err}");
+        assert!(err.contains("last/zero.jpg: the file is empty"), "{err}");
+    }
+
+    #[test]
+    fn folds_are_stratified_and_seeded() {
+        let labels = [0, 0, 0, 0, 1, 1, 1, 1, 1];
+        let f = fold_assignment(&labels, 2, 2, 7);
+        assert_eq!(f, fold_assignment(&labels, 2, 2, 7));
+        for class in 0..2 {
+            let in0 = (0..9).filter(|&i| labels[i] == class && f[i] == 0).count();
+            let total = labels.iter().filter(|&&l| l == class).count();
+            assert!(in0 == total / 2 || in0 == total.div_ceil(2));
+        }
+    }
+
+    #[test]
+    fn trains_both_kinds_and_cross_validates() {
+        let s = set(&[6, 6, 6]);
+        for kind in [HeadKind::Centroid, HeadKind::Logistic(LogisticParams::default())] {
+            let params = TrainParams { kind, folds: 3, seed: 1 };
+            let head = train(&s, Path::new("d"), backbone(), &params).unwrap();
+            assert_eq!(head.training.cv_accuracy, Some(1.0));
+            assert_eq!(argmax(&head.predict(&[0.0, 0.0, 5.0, 0.0])), 2);
+        }
+        let params = TrainParams { folds: 7, ..Default::default() };
+        assert_eq!(cross_validate(&s, &params).unwrap(), None);
+    }
+}

@@ -1,0 +1,23 @@
+//! edge-tl: transfer learning on small devices.
+//!
+//! The modules follow the data: a [`frame`] is decoded and shaped by [`preprocess`], the
+//! [`model`] extractor turns it into an embedding, a [`head`] trained on a [`dataset`] turns
+//! embeddings into label probabilities, and [`predict`] / [`metrics`] make answers and numbers
+//! of those. [`pipeline`] strings the steps together for one picture.
+
+pub mod dataset;
+pub mod error;
+pub mod frame;
+pub mod head;
+pub mod metrics;
+pub mod model;
+pub mod pipeline;
+pub mod predict;
+pub mod preprocess;
+
+/// Folder of the shared test models and photos: `$EDGE_TL_SHARED`, default `../shared`.
+pub fn shared_dir() -> std::path::PathBuf {
+    std::env::var_os("EDGE_TL_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("../shared"))
+}

@@ -1,0 +1,293 @@
+//! The one path from bytes to network input, shared by train, predict, eval, classify and the
+//! camera loop: decode by content (not by file name), apply EXIF orientation, convert any colour
+//! model to RGB, resize as the model's manifest says, and lay the pixels out as its input tensor.
+//! Train/serve skew is the classic transfer-learning bug; keeping one path rules it out.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+
+use crate::error::DecodeError;
+use crate::frame::Frame;
+use crate::model::manifest::{DType, Layout, Manifest, Normalize, ResizeFilter, ResizeMode};
+
+/// Largest picture edge-tl will decode: 50 megapixels (a 12 MP camera gives 12). Larger
+/// pictures are refused before any pixel buffer is allocated (decompression-bomb guard).
+pub const MAX_PIXELS: u64 = 50_000_000;
+
+/// Upper bound on what a decoder may allocate, in bytes.
+pub const MAX_DECODER_ALLOC: u64 = 512 * 1024 * 1024;
+
+/// Reads and decodes an image file. See [`decode_bytes`].
+pub fn decode_file(path: &Path) -> Result<Frame, DecodeError> {
+    let bytes = std::fs::read(path).map_err(|source| DecodeError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut frame = decode_bytes(&bytes, path)?;
+    if let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) {
+        frame.timestamp = modified;
+    }
+    Ok(frame)
+}
+
+/// Decodes an encoded picture (JPEG, PNG, GIF, BMP, WebP: recognised by content) into an
+/// upright RGB frame. `name` is used in errors only.
+pub fn decode_bytes(bytes: &[u8], name: &Path) -> Result<Frame, DecodeError> {
+    let path = name.to_path_buf();
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty { path });
+    }
+    let format = image::guess_format(bytes).map_err(|_| DecodeError::UnknownFormat {
+        path: path.clone(),
+    })?;
+    if format == ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
+        // A cut-short JPEG decodes "successfully" into a half-grey picture with some decoders;
+        // training on that silently is worse than refusing it.
+        return Err(DecodeError::TruncatedJpeg { path });
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_DECODER_ALLOC);
+    reader.limits(limits);
+    let corrupt = |source| DecodeError::Corrupt {
+        path: path.clone(),
+        source,
+    };
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(DecodeError::TooLarge {
+            path,
+            width,
+            height,
+            max_pixels: MAX_PIXELS,
+        });
+    }
+    if width == 0 || height == 0 {
+        return Err(DecodeError::NoPixels {
+            path,
+            width,
+            height,
+        });
+    }
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut picture = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    picture.apply_orientation(orientation);
+    Ok(Frame::new(picture.to_rgb8()))
+}
+
+/// True when the JPEG stream ends with an EOI marker (0xFFD9), ignoring trailing padding.
+fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
+    let trimmed = bytes
+        .iter()
+        .rposition(|&b| b != 0x00 && !b.is_ascii_whitespace())
+        .map(|end| &bytes[..=end])
+        .unwrap_or(&[]);
+    trimmed.ends_with(&[0xFF, 0xD9])
+}
+
+/// The network input for one picture, laid out as the model's manifest says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputTensor {
+    /// Four dimensions, batch (1) first.
+    pub shape: [usize; 4],
+    pub data: TensorData,
+}
+
+/// Element storage of an [`InputTensor`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    U8(Vec<u8>),
+    F32(Vec<f32>),
+}
+
+impl InputTensor {
+    /// The elements as little-endian bytes (for reference dumps compared with onnxruntime).
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        match &self.data {
+            TensorData::U8(v) => v.clone(),
+            TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+}
+
+/// Resizes a frame to the model's input size the way the manifest says.
+pub fn resize_for(frame: &Frame, manifest: &Manifest) -> image::RgbImage {
+    let (h, w) = manifest.input_size();
+    let filter = match manifest.preprocess.filter {
+        ResizeFilter::Bilinear => image::imageops::FilterType::Triangle,
+        ResizeFilter::Nearest => image::imageops::FilterType::Nearest,
+    };
+    let src = &frame.image;
+    if src.width() == w && src.height() == h {
+        return src.clone();
+    }
+    match manifest.preprocess.resize {
+        ResizeMode::Stretch => image::imageops::resize(src, w, h, filter),
+        ResizeMode::CenterCrop => {
+            let scale = f64::max(
+                f64::from(w) / f64::from(src.width()),
+                f64::from(h) / f64::from(src.height()),
+            );
+            let sw = ((f64::from(src.width()) * scale).round() as u32).max(w);
+            let sh = ((f64::from(src.height()) * scale).round() as u32).max(h);
+            let scaled = image::imageops::resize(src, sw, sh, filter);
+            image::imageops::crop_imm(&scaled, (sw - w) / 2, (sh - h) / 2, w, h).to_image()
+        }
+    }
+}
+
+/// Turns a frame into the model's input tensor: resize, then layout and value range.
+pub fn to_input(frame: &Frame, manifest: &Manifest) -> InputTensor {
+    let resized = resize_for(frame, manifest);
+    let (h, w) = (resized.height() as usize, resized.width() as usize);
+    let pixels = resized.as_raw();
+    let shape = manifest.input.shape;
+    let data = match manifest.input.dtype {
+        DType::U8 => TensorData::U8(match manifest.input.layout {
+            Layout::Nhwc => pixels.clone(),
+            Layout::Nchw => planar(pixels, h, w, |_, v| v),
+        }),
+        DType::F32 => {
+            let norm = |c: usize, v: u8| -> f32 {
+                match &manifest.preprocess.normalize {
+                    Normalize::Raw => f32::from(v),
+                    Normalize::MeanStd { mean, std } => (f32::from(v) / 255.0 - mean[c]) / std[c],
+                }
+            };
+            TensorData::F32(match manifest.input.layout {
+                Layout::Nhwc => pixels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| norm(i % 3, v))
+                    .collect(),
+                Layout::Nchw => planar(pixels, h, w, norm),
+            })
+        }
+    };
+    InputTensor { shape, data }
+}
+
+/// Interleaved RGB to three planes; `f(channel, value)` maps each element.
+fn planar<T: Copy>(pixels: &[u8], h: usize, w: usize, f: impl Fn(usize, u8) -> T) -> Vec<T> {
+    let mut out = Vec::with_capacity(h * w * 3);
+    for c in 0..3 {
+        out.extend(pixels.iter().skip(c).step_by(3).map(|&v| f(c, v)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{Rgb, RgbImage};
+
+    fn manifest() -> Manifest {
+        Manifest::builtin().remove(0)
+    }
+
+    fn png_bytes(img: &DynamicImage) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn decodes_by_content_not_name() {
+        let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(4, 3, Rgb([10, 20, 30])));
+        let frame = decode_bytes(&png_bytes(&img), Path::new("looks_like.jpg")).unwrap();
+        assert_eq!((frame.width(), frame.height()), (4, 3));
+        assert_eq!(frame.image.get_pixel(0, 0), &Rgb([10, 20, 30]));
+    }
+
+    #[test]
+    fn gray_and_alpha_become_rgb() {
+        let gray = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(2, 2, image::Luma([77])));
+        let frame = decode_bytes(&png_bytes(&gray), Path::new("g.png")).unwrap();
+        assert_eq!(frame.image.get_pixel(1, 1), &Rgb([77, 77, 77]));
+        let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            2,
+            2,
+            image::Rgba([1, 2, 3, 200]),
+        ));
+        let frame = decode_bytes(&png_bytes(&rgba), Path::new("a.png")).unwrap();
+        assert_eq!(frame.image.get_pixel(0, 0), &Rgb([1, 2, 3]));
+    }
+
+    #[test]
+    fn empty_text_and_truncated_are_named() {
+        let p = Path::new("x.jpg");
+        assert!(matches!(decode_bytes(&[], p), Err(DecodeError::Empty { .. })));
+        assert!(matches!(
+            decode_bytes(b"hello, not a picture", p),
+            Err(DecodeError::UnknownFormat { .. })
+        ));
+        let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(16, 16, Rgb([9, 9, 9])));
+        let mut jpeg = Cursor::new(Vec::new());
+        img.write_to(&mut jpeg, ImageFormat::Jpeg).unwrap();
+        let jpeg = jpeg.into_inner();
+        assert!(decode_bytes(&jpeg, p).is_ok());
+        let err = decode_bytes(&jpeg[..jpeg.len() / 2], p).unwrap_err();
+        assert!(matches!(err, DecodeError::TruncatedJpeg { .. }), "{err}");
+        assert!(err.to_string().starts_with("x.jpg: truncated JPEG"));
+    }
+
+    #[test]
+    fn u8_nhwc_tensor_is_the_resized_pixels() {
+        let m = manifest();
+        let frame = Frame::new(RgbImage::from_pixel(300, 200, Rgb([5, 6, 7])));
+        let t = to_input(&frame, &m);
+        assert_eq!(t.shape, [1, 224, 224, 3]);
+        let TensorData::U8(v) = &t.data else {
+            panic!("u8 expected")
+        };
+        assert_eq!(v.len(), 224 * 224 * 3);
+        assert_eq!(&v[..6], &[5, 6, 7, 5, 6, 7]);
+    }
+
+    #[test]
+    fn f32_nchw_mean_std_layout() {
+        let mut m = manifest();
+        m.input.layout = Layout::Nchw;
+        m.input.shape = [1, 3, 2, 2];
+        m.input.dtype = DType::F32;
+        m.preprocess.normalize = Normalize::MeanStd {
+            mean: [0.5, 0.5, 0.5],
+            std: [0.5, 0.5, 0.5],
+        };
+        let frame = Frame::new(RgbImage::from_fn(2, 2, |x, _| {
+            if x == 0 {
+                Rgb([0, 255, 0])
+            } else {
+                Rgb([255, 0, 255])
+            }
+        }));
+        let t = to_input(&frame, &m);
+        let TensorData::F32(v) = &t.data else {
+            panic!("f32 expected")
+        };
+        // plane R: [-1, 1, -1, 1], plane G: [1, -1, 1, -1]
+        assert_eq!(&v[..4], &[-1.0, 1.0, -1.0, 1.0]);
+        assert_eq!(&v[4..8], &[1.0, -1.0, 1.0, -1.0]);
+    }
+
+    #[test]
+    fn center_crop_keeps_the_middle() {
+        let mut m = manifest();
+        m.preprocess.resize = ResizeMode::CenterCrop;
+        m.preprocess.filter = ResizeFilter::Nearest;
+        // 448x224: left quarter red, middle half green, right quarter blue
+        let frame = Frame::new(RgbImage::from_fn(448, 224, |x, _| match x {
+            0..=111 => Rgb([255, 0, 0]),
+            112..=335 => Rgb([0, 255, 0]),
+            _ => Rgb([0, 0, 255]),
+        }));
+        let out = resize_for(&frame, &m);
+        assert_eq!((out.width(), out.height()), (224, 224));
+        assert!(out.pixels().all(|p| *p == Rgb([0, 255, 0])));
+    }
+}

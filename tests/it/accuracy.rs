@@ -1,0 +1,100 @@
+//! Acceptance accuracies of the on-device head on the real photo sets.
+
+use std::path::Path;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use edge_tl::dataset::EmbeddedSet;
+use edge_tl::head::train::{train, HeadKind, TrainParams};
+use edge_tl::head::{Backbone, Head, LogisticParams};
+use edge_tl::metrics::{evaluate, EvalReport};
+
+use crate::common::{default_model, embedded};
+
+fn backbone() -> Backbone {
+    let m = default_model();
+    Backbone {
+        name: m.manifest.name.clone(),
+        sha256: m.sha256.clone(),
+        embedding_dim: m.manifest.embedding.dim,
+        input: m.manifest.input.clone(),
+        preprocess: m.manifest.preprocess.clone(),
+    }
+}
+
+fn fit(set: &EmbeddedSet, kind: HeadKind) -> Head {
+    let params = TrainParams { kind, folds: 0, seed: 0 };
+    train(set, Path::new("train"), backbone(), &params).expect("trains")
+}
+
+fn score(head: &Head, test: &EmbeddedSet) -> EvalReport {
+    assert_eq!(head.labels, test.labels, "train and test label folders differ");
+    let results: Vec<_> = test
+        .samples
+        .iter()
+        .map(|s| (s.label, head.predict(&s.embedding)))
+        .collect();
+    evaluate(&head.labels, &results)
+}
+
+fn logistic() -> HeadKind {
+    HeadKind::Logistic(LogisticParams::default())
+}
+
+#[test]
+fn catsdogs_logistic_reaches_96_percent() {
+    let train_set = embedded("catsdogs/train", false);
+    assert_eq!(train_set.counts(), [100, 100]);
+    let report = score(&fit(&train_set, logistic()), &embedded("catsdogs/test", false));
+    eprintln!("catsdogs: accuracy {:.4} on {}", report.accuracy, report.n);
+    assert_eq!(report.n, 400);
+    assert!(report.accuracy >= 0.96, "catsdogs accuracy {}", report.accuracy);
+}
+
+#[test]
+fn pets37_logistic_reaches_80_top1_and_97_top5() {
+    let train_set = embedded("pets37/train", false);
+    assert_eq!(train_set.labels.len(), 37);
+    let report = score(&fit(&train_set, logistic()), &embedded("pets37/test", false));
+    eprintln!(
+        "pets37: top-1 {:.4}, top-5 {:.4} on {}",
+        report.accuracy, report.top5_accuracy, report.n
+    );
+    assert!(report.accuracy >= 0.80, "pets37 top-1 {}", report.accuracy);
+    assert!(report.top5_accuracy >= 0.97, "pets37 top-5 {}", report.top5_accuracy);
+}
+
+#[test]
+fn newdomain_logistic_reaches_74_percent() {
+    let train_set = embedded("newdomain/train", false);
+    let report = score(&fit(&train_set, logistic()), &embedded("newdomain/test", false));
+    eprintln!("newdomain: accuracy {:.4} on {}", report.accuracy, report.n);
+    assert!(report.accuracy >= 0.74, "newdomain accuracy {}", report.accuracy);
+}
+
+#[test]
+fn centroid_head_from_five_photos_averages_85_percent() {
+    let full = embedded("catsdogs/train", false);
+    let test = embedded("catsdogs/test", false);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let mut accuracies = Vec::new();
+    for _ in 0..10 {
+        let mut picked = Vec::new();
+        for label in 0..full.labels.len() {
+            let mut idx: Vec<usize> =
+                (0..full.samples.len()).filter(|&i| full.samples[i].label == label).collect();
+            idx.shuffle(&mut rng);
+            picked.extend(idx.into_iter().take(5).map(|i| full.samples[i].clone()));
+        }
+        let few = EmbeddedSet {
+            samples: picked,
+            skipped: Vec::new(),
+            ..full.clone()
+        };
+        accuracies.push(score(&fit(&few, HeadKind::Centroid), &test).accuracy);
+    }
+    let mean = accuracies.iter().sum::<f64>() / accuracies.len() as f64;
+    eprintln!("centroid 5-shot catsdogs: mean {mean:.4} over {accuracies:?}");
+    assert!(mean >= 0.85, "5-shot centroid mean accuracy {mean}");
+}

@@ -1,0 +1,79 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use edge_tl::dataset::{embed_dataset, Dataset, EmbedOptions, EmbeddedSet};
+use edge_tl::model::{store, Extractor, Outputs, ResolvedModel};
+
+/// `$EDGE_TL_SHARED`, or `../shared` relative to the crate.
+pub fn shared() -> PathBuf {
+    match std::env::var_os("EDGE_TL_SHARED") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+    }
+}
+
+pub fn data(rel: &str) -> PathBuf {
+    shared().join("data").join(rel)
+}
+
+/// An embedding cache kept between test runs (in the target folder), so reruns are quick.
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("embedding-cache")
+}
+
+/// Points model lookup at the shared models for this process.
+pub fn use_shared_models() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        // SAFETY: set once, before any test reads it, from a OnceLock.
+        unsafe { std::env::set_var("EDGE_TL_MODELS", shared().join("models")) };
+    });
+}
+
+/// The default model, resolved from the shared folder.
+pub fn default_model() -> &'static ResolvedModel {
+    static MODEL: OnceLock<ResolvedModel> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        use_shared_models();
+        store::resolve(None).expect("default model in $EDGE_TL_SHARED/models")
+    })
+}
+
+/// One embedding extractor for the default model, shared by all tests.
+pub fn extractor() -> &'static Extractor {
+    static EX: OnceLock<Extractor> = OnceLock::new();
+    EX.get_or_init(|| Extractor::load(default_model(), Outputs::Embedding).expect("model loads"))
+}
+
+/// Embeds a shared dataset split through the persistent test cache.
+pub fn embedded(rel: &str, flip: bool) -> EmbeddedSet {
+    let ds = Dataset::open(&data(rel)).expect("dataset opens");
+    let options = EmbedOptions {
+        flip,
+        cache_dir: Some(cache_dir()),
+        ..EmbedOptions::default()
+    };
+    embed_dataset(&ds, extractor(), &options, &indicatif::ProgressBar::hidden()).expect("embeds")
+}
+
+/// Runs the edge-tl binary with the shared models and the test cache.
+pub fn edge_tl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edge-tl"))
+        .args(args)
+        .env("EDGE_TL_MODELS", shared().join("models"))
+        .env("EDGE_TL_SHARED", shared())
+        .env_remove("EDGE_TL_MODEL")
+        .output()
+        .expect("edge-tl runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}

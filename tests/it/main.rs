@@ -1,0 +1,8 @@
+//! End-to-end tests on the real models and photos in `$EDGE_TL_SHARED` (default `../shared`):
+//! one integration test binary (link time on 2 cores), one module per area.
+
+mod accuracy;
+mod cli;
+mod common;
+mod decode;
+mod pull;
