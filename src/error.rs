@@ -29,7 +29,11 @@ pub enum DecodeError {
     #[error("{path}: truncated JPEG (no end-of-image marker); the file was cut short")]
     TruncatedJpeg { path: PathBuf },
     #[error("{path}: the picture has no pixels ({width}x{height})")]
-    NoPixels { path: PathBuf, width: u32, height: u32 },
+    NoPixels {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+    },
     #[error("{path}: corrupt or unsupported image data")]
     Corrupt {
         path: PathBuf,
@@ -172,7 +176,9 @@ pub enum DatasetError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: no label folders; a dataset holds one folder per label (<data>/<label>/*.jpg)")]
+    #[error(
+        "{path}: no label folders; a dataset holds one folder per label (<data>/<label>/*.jpg)"
+    )]
     NoLabels { path: PathBuf },
     #[error("{path}: only one label ({label}); training needs at least two label folders")]
     OneLabel { path: PathBuf, label: String },

@@ -74,7 +74,13 @@ impl std::fmt::Display for EvalReport {
             self.n,
             100.0 * self.top5_accuracy
         )?;
-        let width = self.labels.iter().map(String::len).max().unwrap_or(5).max(5);
+        let width = self
+            .labels
+            .iter()
+            .map(String::len)
+            .max()
+            .unwrap_or(5)
+            .max(5);
         writeln!(f, "\n{:width$}  precision  recall  support", "label")?;
         for r in &self.per_class {
             writeln!(
@@ -86,7 +92,10 @@ impl std::fmt::Display for EvalReport {
                 r.support
             )?;
         }
-        writeln!(f, "\nconfusion (rows: true label, columns: predicted, in label order)")?;
+        writeln!(
+            f,
+            "\nconfusion (rows: true label, columns: predicted, in label order)"
+        )?;
         for (label, row) in self.labels.iter().zip(&self.confusion) {
             let cells: Vec<String> = row.iter().map(|v| format!("{v:>4}")).collect();
             writeln!(f, "{label:width$} {}", cells.join(""))?;
@@ -104,7 +113,12 @@ mod tests {
         let labels: Vec<String> = ["cat", "dog"].map(String::from).to_vec();
         let r = evaluate(
             &labels,
-            &[(0, vec![0.9, 0.1]), (0, vec![0.2, 0.8]), (1, vec![0.3, 0.7]), (1, vec![0.4, 0.6])],
+            &[
+                (0, vec![0.9, 0.1]),
+                (0, vec![0.2, 0.8]),
+                (1, vec![0.3, 0.7]),
+                (1, vec![0.4, 0.6]),
+            ],
         );
         assert_eq!(r.n, 4);
         assert_eq!(r.accuracy, 0.75);

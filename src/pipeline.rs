@@ -58,7 +58,11 @@ impl Pipeline {
     }
 
     /// Backbone plus the head in `head_path`, refused if trained on another backbone.
-    pub fn with_head(model: &ResolvedModel, head: Head, head_path: &Path) -> Result<Pipeline, PipelineHeadError> {
+    pub fn with_head(
+        model: &ResolvedModel,
+        head: Head,
+        head_path: &Path,
+    ) -> Result<Pipeline, PipelineHeadError> {
         head_file::check_backbone(&head, model, head_path)?;
         Ok(Pipeline {
             extractor: Extractor::load(model, Outputs::Embedding)?,

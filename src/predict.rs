@@ -16,7 +16,13 @@ pub fn argmax(values: &[f32]) -> usize {
     values
         .iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv {
+                (i, v)
+            } else {
+                (bi, bv)
+            }
+        })
         .0
 }
 
@@ -61,7 +67,10 @@ mod tests {
     fn top_k_orders_and_names() {
         let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         let top = top_k(&[0.2, 0.5, 0.3], &labels, 2);
-        assert_eq!(top.iter().map(|r| r.label.as_str()).collect::<Vec<_>>(), ["b", "c"]);
+        assert_eq!(
+            top.iter().map(|r| r.label.as_str()).collect::<Vec<_>>(),
+            ["b", "c"]
+        );
         assert_eq!(top_k(&[0.5, 0.5], &labels, 5).len(), 2);
         assert_eq!(argmax(&[0.1, 0.7, 0.7]), 1);
     }

@@ -4,7 +4,7 @@
 //! Train/serve skew is the classic transfer-learning bug; keeping one path rules it out.
 
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
@@ -39,13 +39,15 @@ pub fn decode_bytes(bytes: &[u8], name: &Path) -> Result<Frame, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty { path });
     }
-    let format = image::guess_format(bytes).map_err(|_| DecodeError::UnknownFormat {
-        path: path.clone(),
-    })?;
+    let format = image::guess_format(bytes)
+        .map_err(|_| DecodeError::UnknownFormat { path: path.clone() })?;
     if format == ImageFormat::Jpeg && !jpeg_has_end_marker(bytes) {
         // A cut-short JPEG decodes "successfully" into a half-grey picture with some decoders;
         // training on that silently is worse than refusing it.
         return Err(DecodeError::TruncatedJpeg { path });
+    }
+    if format == ImageFormat::Jpeg {
+        return decode_jpeg(bytes, path);
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = image::Limits::default();
@@ -78,6 +80,73 @@ pub fn decode_bytes(bytes: &[u8], name: &Path) -> Result<Frame, DecodeError> {
     let mut picture = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     picture.apply_orientation(orientation);
     Ok(Frame::new(picture.to_rgb8()))
+}
+
+/// JPEG through zune-jpeg in strict mode: damaged entropy-coded data is an error here, where
+/// a lenient decoder would fill the rest of the picture with grey and report success.
+fn decode_jpeg(bytes: &[u8], path: PathBuf) -> Result<Frame, DecodeError> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let corrupt = |e: zune_jpeg::errors::DecodeErrors| DecodeError::Corrupt {
+        path: path.clone(),
+        source: image::ImageError::Decoding(image::error::DecodingError::new(
+            ImageFormat::Jpeg.into(),
+            e.to_string(),
+        )),
+    };
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
+    let mut probe = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    probe.decode_headers().map_err(corrupt)?;
+    let (width, height) = probe.dimensions().unwrap_or((0, 0));
+    let (width, height) = (width as u32, height as u32);
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(DecodeError::TooLarge {
+            path,
+            width,
+            height,
+            max_pixels: MAX_PIXELS,
+        });
+    }
+    if width == 0 || height == 0 {
+        return Err(DecodeError::NoPixels {
+            path,
+            width,
+            height,
+        });
+    }
+    let gray = probe.input_colorspace() == Some(ColorSpace::Luma);
+    let out = if gray {
+        ColorSpace::Luma
+    } else {
+        ColorSpace::RGB
+    };
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
+        ZCursor::new(bytes),
+        options.jpeg_set_out_colorspace(out),
+    );
+    let pixels = decoder.decode().map_err(corrupt)?;
+    let orientation = decoder
+        .exif()
+        .and_then(|exif| image::metadata::Orientation::from_exif_chunk(exif))
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let rgb = if gray {
+        pixels.iter().flat_map(|&v| [v, v, v]).collect()
+    } else {
+        pixels
+    };
+    let image =
+        image::RgbImage::from_raw(width, height, rgb).ok_or_else(|| DecodeError::NoPixels {
+            path: path.clone(),
+            width,
+            height,
+        })?;
+    let mut picture = DynamicImage::ImageRgb8(image);
+    picture.apply_orientation(orientation);
+    Ok(Frame::new(picture.into_rgb8()))
 }
 
 /// True when the JPEG stream ends with an EOI marker (0xFFD9), ignoring trailing padding.
@@ -221,7 +290,10 @@ mod tests {
     #[test]
     fn empty_text_and_truncated_are_named() {
         let p = Path::new("x.jpg");
-        assert!(matches!(decode_bytes(&[], p), Err(DecodeError::Empty { .. })));
+        assert!(matches!(
+            decode_bytes(&[], p),
+            Err(DecodeError::Empty { .. })
+        ));
         assert!(matches!(
             decode_bytes(b"hello, not a picture", p),
             Err(DecodeError::UnknownFormat { .. })

@@ -66,7 +66,11 @@ pub fn run(
         }
         inputs.push(input);
     }
-    anyhow::ensure!(!inputs.is_empty(), "no decodable pictures in {}", photos.display());
+    anyhow::ensure!(
+        !inputs.is_empty(),
+        "no decodable pictures in {}",
+        photos.display()
+    );
     for input in &inputs {
         extractor.run(input)?; // warm-up
     }
@@ -78,10 +82,16 @@ pub fn run(
             extract_ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    let train_data = train_data.unwrap_or_else(|| edge_tl::shared_dir().join("data/catsdogs/train"));
+    let train_data =
+        train_data.unwrap_or_else(|| edge_tl::shared_dir().join("data/catsdogs/train"));
     let (train_samples, train_ms) = match Dataset::open(&train_data) {
         Ok(ds) => {
-            let set = embed_dataset(&ds, &extractor, &EmbedOptions::default(), &super::progress("embedding"))?;
+            let set = embed_dataset(
+                &ds,
+                &extractor,
+                &EmbedOptions::default(),
+                &super::progress("embedding"),
+            )?;
             let m = &model.manifest;
             let backbone = Backbone {
                 name: m.name.clone(),
@@ -122,7 +132,11 @@ pub fn run(
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("model                 {} ({})", report.model, report.model_path.display());
+        println!(
+            "model                 {} ({})",
+            report.model,
+            report.model_path.display()
+        );
         println!("load                  {:.0} ms", report.load_ms);
         println!("start-up to 1st pred  {:.0} ms", report.first_prediction_ms);
         println!(
@@ -131,9 +145,15 @@ pub fn run(
             report.extract_ms_p90,
             extract_ms.len()
         );
-        println!("decode+resize         p50 {:.1} ms", report.preprocess_ms_p50);
+        println!(
+            "decode+resize         p50 {:.1} ms",
+            report.preprocess_ms_p50
+        );
         if let Some(t) = report.train_ms {
-            println!("train head            {t:.0} ms for {} samples", report.train_samples);
+            println!(
+                "train head            {t:.0} ms for {} samples",
+                report.train_samples
+            );
         }
         if let Some(r) = report.peak_rss_mib {
             println!("peak RSS              {r:.0} MiB");

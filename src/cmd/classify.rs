@@ -7,7 +7,12 @@ use anyhow::Context;
 
 use edge_tl::pipeline::Pipeline;
 
-pub fn run(files: &[PathBuf], top: usize, json: bool, model: Option<&str>) -> anyhow::Result<ExitCode> {
+pub fn run(
+    files: &[PathBuf],
+    top: usize,
+    json: bool,
+    model: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let model = super::resolve_model(model, None)?;
     let pipeline =
         Pipeline::backbone(&model).with_context(|| format!("loading {}", model.path.display()))?;

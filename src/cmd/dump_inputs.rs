@@ -10,7 +10,12 @@ use serde_json::json;
 use edge_tl::model::{Extractor, Outputs};
 use edge_tl::preprocess::{decode_file, to_input, TensorData};
 
-pub fn run(out: &Path, files: &[PathBuf], with_outputs: bool, model: Option<&str>) -> anyhow::Result<ExitCode> {
+pub fn run(
+    out: &Path,
+    files: &[PathBuf],
+    with_outputs: bool,
+    model: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let model = super::resolve_model(model, None)?;
     let extractor = if with_outputs {
         let outputs = if model.manifest.logits.is_some() {
@@ -18,7 +23,10 @@ pub fn run(out: &Path, files: &[PathBuf], with_outputs: bool, model: Option<&str
         } else {
             Outputs::Embedding
         };
-        Some(Extractor::load(&model, outputs).with_context(|| format!("loading {}", model.path.display()))?)
+        Some(
+            Extractor::load(&model, outputs)
+                .with_context(|| format!("loading {}", model.path.display()))?,
+        )
     } else {
         None
     };
@@ -29,7 +37,7 @@ pub fn run(out: &Path, files: &[PathBuf], with_outputs: bool, model: Option<&str
         let frame = match decode_file(path) {
             Ok(f) => f,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {:#}", anyhow::Error::from(e));
                 failed += 1;
                 continue;
             }
@@ -60,6 +68,14 @@ pub fn run(out: &Path, files: &[PathBuf], with_outputs: bool, model: Option<&str
         "items": index,
     });
     std::fs::write(out.join("index.json"), serde_json::to_vec_pretty(&doc)?)?;
-    println!("wrote {} tensors to {}", files.len() - failed, out.display());
-    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    println!(
+        "wrote {} tensors to {}",
+        files.len() - failed,
+        out.display()
+    );
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -29,20 +29,26 @@ pub fn run(
         .labels
         .iter()
         .map(|l| {
-            head.labels.iter().position(|h| h == l).ok_or_else(|| DatasetError::UnknownLabel {
-                path: testset.join(l),
-                label: l.clone(),
-                known: head.labels.join(", "),
-            })
+            head.labels
+                .iter()
+                .position(|h| h == l)
+                .ok_or_else(|| DatasetError::UnknownLabel {
+                    path: testset.join(l),
+                    label: l.clone(),
+                    known: head.labels.join(", "),
+                })
         })
         .collect::<Result<_, _>>()?;
     let extractor = Extractor::load(&model, Outputs::Embedding)
         .with_context(|| format!("loading {}", model.path.display()))?;
     let bar = super::progress("embedding");
-    let set = embed_dataset(&dataset, &extractor, &super::embed_options(embed, false), &bar)?;
-    for (_, e) in &set.skipped {
-        eprintln!("skipped {e:#}");
-    }
+    let set = embed_dataset(
+        &dataset,
+        &extractor,
+        &super::embed_options(embed, false),
+        &bar,
+    )?;
+    super::print_skipped(&set.skipped);
     let results: Vec<(usize, Vec<f32>)> = set
         .samples
         .iter()

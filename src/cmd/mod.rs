@@ -110,6 +110,13 @@ fn embed_options(args: &EmbedArgs, flip: bool) -> EmbedOptions {
     o
 }
 
+/// Prints the pictures a dataset run skipped, each with its file and reason.
+fn print_skipped(skipped: &[(usize, std::sync::Arc<edge_tl::error::DecodeError>)]) {
+    for (_, e) in skipped {
+        eprintln!("skipped {}: {}", e.path().display(), e.reason());
+    }
+}
+
 /// A progress bar on stderr (hidden when stderr is not a terminal).
 fn progress(what: &str) -> ProgressBar {
     let bar = ProgressBar::new(0);
@@ -165,12 +172,15 @@ fn print_classified(
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {e:#}");
+                eprintln!("error: {:#}", anyhow::Error::from(e));
             }
         }
     }
     if failed > 0 {
-        eprintln!("{failed} of {} pictures could not be classified", files.len());
+        eprintln!(
+            "{failed} of {} pictures could not be classified",
+            files.len()
+        );
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

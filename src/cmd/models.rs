@@ -42,7 +42,10 @@ pub fn list(json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<20} {:>7} {:>5} {:<12} installed", "name", "MB", "dim", "input");
+    println!(
+        "{:<20} {:>7} {:>5} {:<12} installed",
+        "name", "MB", "dim", "input"
+    );
     for r in &rows {
         println!(
             "{:<20} {:>7.1} {:>5} {:<12} {}",
@@ -68,6 +71,10 @@ pub fn pull(name: &str, from: Option<&str>, dir: Option<PathBuf>) -> anyhow::Res
     let bar = super::byte_progress(&format!("pulling {name}"));
     let path = store::pull(&manifest, from, &dest, &bar)
         .with_context(|| format!("installing {name} into {}", dest.display()))?;
-    println!("installed {name} at {} (sha256 {})", path.display(), manifest.sha256);
+    println!(
+        "installed {name} at {} (sha256 {})",
+        path.display(),
+        manifest.sha256
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -16,7 +16,12 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let head = super::load_head(head_path)?;
     let model = super::resolve_model(model, Some(&head))?;
-    let pipeline = Pipeline::with_head(&model, head, head_path)
-        .with_context(|| format!("loading {} with head {}", model.path.display(), head_path.display()))?;
+    let pipeline = Pipeline::with_head(&model, head, head_path).with_context(|| {
+        format!(
+            "loading {} with head {}",
+            model.path.display(),
+            head_path.display()
+        )
+    })?;
     super::print_classified(&pipeline, files, top, json)
 }

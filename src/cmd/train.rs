@@ -47,9 +47,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let t = Instant::now();
     let set = embed_dataset(&dataset, &extractor, &options, &bar)?;
     let embed_s = t.elapsed().as_secs_f64();
-    for (_, e) in &set.skipped {
-        eprintln!("skipped {e:#}");
-    }
+    super::print_skipped(&set.skipped);
     let m = &model.manifest;
     let backbone = Backbone {
         name: m.name.clone(),

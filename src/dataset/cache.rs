@@ -41,7 +41,10 @@ impl EmbeddingCache {
         let path = dir.join(format!("{prefix}-{dim}.emb"));
         let entries = match std::fs::read(&path) {
             Ok(bytes) => parse(&bytes, dim).unwrap_or_else(|| {
-                log::warn!("{}: unreadable embedding cache, starting afresh", path.display());
+                log::warn!(
+                    "{}: unreadable embedding cache, starting afresh",
+                    path.display()
+                );
                 HashMap::new()
             }),
             Err(_) => HashMap::new(),
@@ -89,9 +92,7 @@ impl EmbeddingCache {
         }
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".emb-")
-            .tempfile_in(dir)?;
+        let tmp = tempfile::Builder::new().prefix(".emb-").tempfile_in(dir)?;
         {
             let mut out = BufWriter::new(tmp.as_file());
             out.write_all(MAGIC)?;
@@ -162,7 +163,10 @@ mod tests {
         c.save().unwrap();
         let again = EmbeddingCache::open(dir.path(), "ab".repeat(32).as_str(), 3);
         assert_eq!(again.len(), 2);
-        assert_eq!(again.get(&([7; 32], Variant::Flipped)), Some(&[4.0, 5.0, 6.0][..]));
+        assert_eq!(
+            again.get(&([7; 32], Variant::Flipped)),
+            Some(&[4.0, 5.0, 6.0][..])
+        );
         // a cache for another width, or a damaged file, is simply empty
         assert!(EmbeddingCache::open(dir.path(), "ab".repeat(32).as_str(), 4).is_empty());
         let bytes = std::fs::read(again.path()).unwrap();

@@ -142,7 +142,11 @@ pub fn embed_dataset(
         cached: 0,
         computed: 0,
     };
-    for (item, result) in dataset.items.iter().zip(results.into_inner().expect("no worker panics")) {
+    for (item, result) in dataset
+        .items
+        .iter()
+        .zip(results.into_inner().expect("no worker panics"))
+    {
         let Some(result) = result else { continue };
         match result? {
             Outcome::Skipped(e) => set.skipped.push((item.label, Arc::new(e))),
@@ -170,7 +174,10 @@ pub fn embed_dataset(
     }
     if let Some(cache) = cache.as_mut() {
         if let Err(e) = cache.save() {
-            log::warn!("could not save the embedding cache {}: {e}", cache.path().display());
+            log::warn!(
+                "could not save the embedding cache {}: {e}",
+                cache.path().display()
+            );
         }
     }
     Ok(set)
@@ -211,7 +218,9 @@ fn embed_one(
     let embedding = match plain {
         Some(e) => e,
         None => {
-            let e = extractor.run(&preprocess::to_input(&frame, extractor.manifest()))?.embedding;
+            let e = extractor
+                .run(&preprocess::to_input(&frame, extractor.manifest()))?
+                .embedding;
             new.push(((hash, Variant::Plain), e.clone()));
             e
         }
@@ -221,7 +230,10 @@ fn embed_one(
             Some(e) => e,
             None => {
                 let e = extractor
-                    .run(&preprocess::to_input(&frame.flipped(), extractor.manifest()))?
+                    .run(&preprocess::to_input(
+                        &frame.flipped(),
+                        extractor.manifest(),
+                    ))?
                     .embedding;
                 new.push(((hash, Variant::Flipped), e.clone()));
                 e

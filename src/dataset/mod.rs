@@ -54,7 +54,11 @@ impl Dataset {
         let mut labels = Vec::new();
         let mut items = Vec::new();
         for dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
-            let label = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
+            let label = dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
             let ix = labels.len();
             labels.push(label);
             for path in sorted_entries(&dir)?.into_iter().filter(|p| p.is_file()) {
@@ -114,7 +118,12 @@ mod tests {
     #[test]
     fn walks_labels_in_order_and_skips_hidden() {
         let dir = tempfile::tempdir().unwrap();
-        for (label, file) in [("dog", "b.jpg"), ("cat", "a.jpg"), ("cat", ".hidden.jpg"), (".cache", "x")] {
+        for (label, file) in [
+            ("dog", "b.jpg"),
+            ("cat", "a.jpg"),
+            ("cat", ".hidden.jpg"),
+            (".cache", "x"),
+        ] {
             std::fs::create_dir_all(dir.path().join(label)).unwrap();
             std::fs::write(dir.path().join(label).join(file), b"x").unwrap();
         }

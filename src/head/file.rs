@@ -62,7 +62,8 @@ pub fn load(path: &Path) -> Result<Head, HeadError> {
         path: path.to_path_buf(),
         source,
     };
-    let envelope: Envelope<serde_json::Value> = serde_json::from_slice(&bytes).map_err(parse_err)?;
+    let envelope: Envelope<serde_json::Value> =
+        serde_json::from_slice(&bytes).map_err(parse_err)?;
     if envelope.format != FORMAT {
         return Err(HeadError::Inconsistent {
             path: path.to_path_buf(),
@@ -92,7 +93,10 @@ fn check_shapes(head: &Head) -> Result<(), String> {
     let rows: Vec<&Vec<f32>> = match &head.classifier {
         Classifier::Logistic { scaler, model } => {
             if scaler.dim() != dim || scaler.std.len() != dim {
-                return Err(format!("scaler width {} != embedding width {dim}", scaler.dim()));
+                return Err(format!(
+                    "scaler width {} != embedding width {dim}",
+                    scaler.dim()
+                ));
             }
             if model.bias.len() != classes {
                 return Err(format!("{} biases for {classes} labels", model.bias.len()));

@@ -104,12 +104,20 @@ impl LinearModel {
 
 impl ValidLogisticParams {
     /// Fits on standardised rows `x` with labels `y` in `0..n_classes` (every class present).
-    pub fn fit(&self, x: &[Vec<f32>], y: &[usize], n_classes: usize) -> Result<LinearModel, HeadError> {
+    pub fn fit(
+        &self,
+        x: &[Vec<f32>],
+        y: &[usize],
+        n_classes: usize,
+    ) -> Result<LinearModel, HeadError> {
         let p = &self.0;
         let records = to_array(x);
         let baseline = constant_guess_loss(y, n_classes);
         let mut alpha = p.alpha;
-        for (attempt, solver) in [Solver::Linfa, Solver::LinfaStrongerAlpha].into_iter().enumerate() {
+        for (attempt, solver) in [Solver::Linfa, Solver::LinfaStrongerAlpha]
+            .into_iter()
+            .enumerate()
+        {
             if attempt > 0 {
                 alpha *= 10.0;
             }
@@ -117,7 +125,9 @@ impl ValidLogisticParams {
                 Ok(model) if is_sound(&model, &records, y, alpha, baseline) => {
                     return Ok(LinearModel { solver, ..model })
                 }
-                Ok(_) => log::warn!("linfa-logistic (alpha {alpha}) returned an unusable fit; retrying"),
+                Ok(_) => {
+                    log::warn!("linfa-logistic (alpha {alpha}) returned an unusable fit; retrying")
+                }
                 Err(e) => log::warn!("linfa-logistic (alpha {alpha}) failed: {e}; retrying"),
             }
         }
@@ -168,7 +178,11 @@ fn constant_guess_loss(y: &[usize], n_classes: usize) -> f64 {
     let mut counts = vec![0f64; n_classes];
     y.iter().for_each(|&c| counts[c] += 1.0);
     let n = y.len() as f64;
-    counts.iter().filter(|&&c| c > 0.0).map(|&c| -(c / n) * (c / n).ln()).sum()
+    counts
+        .iter()
+        .filter(|&&c| c > 0.0)
+        .map(|&c| -(c / n) * (c / n).ln())
+        .sum()
 }
 
 /// Mean negative log-likelihood of the model on (x, y).
@@ -184,8 +198,19 @@ fn mean_nll(model: &LinearModel, records: &Array2<f64>, y: &[usize]) -> f64 {
 
 /// A fit is sound when every weight is finite and it explains the training data better than
 /// guessing the class frequencies (a diverged or stalled solver does not).
-fn is_sound(model: &LinearModel, records: &Array2<f64>, y: &[usize], _alpha: f64, baseline: f64) -> bool {
-    let finite = model.weights.iter().flatten().chain(&model.bias).all(|v| v.is_finite());
+fn is_sound(
+    model: &LinearModel,
+    records: &Array2<f64>,
+    y: &[usize],
+    _alpha: f64,
+    baseline: f64,
+) -> bool {
+    let finite = model
+        .weights
+        .iter()
+        .flatten()
+        .chain(&model.bias)
+        .all(|v| v.is_finite());
     finite && mean_nll(model, records, y) < baseline
 }
 
@@ -200,7 +225,9 @@ fn gradient_descent(
 ) -> LinearModel {
     let (n, dim) = records.dim();
     let mut onehot = Array2::<f64>::zeros((n, n_classes));
-    y.iter().enumerate().for_each(|(i, &c)| onehot[(i, c)] = 1.0);
+    y.iter()
+        .enumerate()
+        .for_each(|(i, &c)| onehot[(i, c)] = 1.0);
     let mut w = Array2::<f64>::zeros((dim, n_classes));
     let mut b = Array1::<f64>::zeros(n_classes);
     let reg = alpha / n as f64;
@@ -212,9 +239,16 @@ fn gradient_descent(
             row.mapv_inplace(|v| (v - max).exp());
             let sum = row.sum();
             row /= sum;
-            nll -= row.iter().zip(t).map(|(p, t)| t * p.max(1e-300).ln()).sum::<f64>();
+            nll -= row
+                .iter()
+                .zip(t)
+                .map(|(p, t)| t * p.max(1e-300).ln())
+                .sum::<f64>();
         }
-        (nll / n as f64 + 0.5 * reg * w.iter().map(|v| v * v).sum::<f64>(), z)
+        (
+            nll / n as f64 + 0.5 * reg * w.iter().map(|v| v * v).sum::<f64>(),
+            z,
+        )
     };
     let mut step = 1.0;
     let (mut current, mut probs) = loss(&w, &b);
@@ -262,7 +296,12 @@ mod tests {
         let mut y = Vec::new();
         for (c, centre) in centres.iter().enumerate() {
             for _ in 0..n_per {
-                x.push(centre.iter().map(|m| m + rng.random_range(-1.0..1.0)).collect());
+                x.push(
+                    centre
+                        .iter()
+                        .map(|m| m + rng.random_range(-1.0..1.0))
+                        .collect(),
+                );
                 y.push(c);
             }
         }
@@ -280,18 +319,36 @@ mod tests {
 
     #[test]
     fn params_are_checked() {
-        let err = LogisticParams { alpha: 0.0, ..Default::default() }.check().unwrap_err();
+        let err = LogisticParams {
+            alpha: 0.0,
+            ..Default::default()
+        }
+        .check()
+        .unwrap_err();
         assert!(err.to_string().starts_with("alpha:"), "{err}");
-        assert!(LogisticParams { max_iterations: 0, ..Default::default() }.check().is_err());
+        assert!(LogisticParams {
+            max_iterations: 0,
+            ..Default::default()
+        }
+        .check()
+        .is_err());
     }
 
     #[test]
     fn wide_inputs_train_with_linfa() {
         // 1280-d, the width linfa#334 reports trouble with.
         let (x, y) = blobs(40, 1280, 3, 1);
-        let m = LogisticParams::default().check().unwrap().fit(&x, &y, 3).unwrap();
+        let m = LogisticParams::default()
+            .check()
+            .unwrap()
+            .fit(&x, &y, 3)
+            .unwrap();
         assert!(m.weights.iter().flatten().all(|v| v.is_finite()));
-        assert_ne!(m.solver, Solver::GradientDescent, "linfa should handle standardised input");
+        assert_ne!(
+            m.solver,
+            Solver::GradientDescent,
+            "linfa should handle standardised input"
+        );
         assert!(accuracy(&m, &x, &y) > 0.99);
     }
 

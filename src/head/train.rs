@@ -217,9 +217,13 @@ mod tests {
 
     #[test]
     fn one_label_and_empty_label_are_refused_with_reasons() {
-        let err = check_trainable(&set(&[3]), Path::new("d")).unwrap_err().to_string();
+        let err = check_trainable(&set(&[3]), Path::new("d"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("only one label"), "{err}");
-        let err = check_trainable(&set(&[3, 0]), Path::new("d")).unwrap_err().to_string();
+        let err = check_trainable(&set(&[3, 0]), Path::new("d"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("label \"l1\" has no usable image"), "{err}");
         assert!(err.contains("last/zero.jpg: the file is empty"), "{err}");
     }
@@ -239,13 +243,23 @@ mod tests {
     #[test]
     fn trains_both_kinds_and_cross_validates() {
         let s = set(&[6, 6, 6]);
-        for kind in [HeadKind::Centroid, HeadKind::Logistic(LogisticParams::default())] {
-            let params = TrainParams { kind, folds: 3, seed: 1 };
+        for kind in [
+            HeadKind::Centroid,
+            HeadKind::Logistic(LogisticParams::default()),
+        ] {
+            let params = TrainParams {
+                kind,
+                folds: 3,
+                seed: 1,
+            };
             let head = train(&s, Path::new("d"), backbone(), &params).unwrap();
             assert_eq!(head.training.cv_accuracy, Some(1.0));
             assert_eq!(argmax(&head.predict(&[0.0, 0.0, 5.0, 0.0])), 2);
         }
-        let params = TrainParams { folds: 7, ..Default::default() };
+        let params = TrainParams {
+            folds: 7,
+            ..Default::default()
+        };
         assert_eq!(cross_validate(&s, &params).unwrap(), None);
     }
 }

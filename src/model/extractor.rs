@@ -145,12 +145,19 @@ fn input_index(graph: &InferenceModel, name: &str) -> TractResult<usize> {
         .iter()
         .position(|o| graph.node(o.node).name == name)
         .ok_or_else(|| {
-            let names: Vec<_> = outlets.iter().map(|o| graph.node(o.node).name.clone()).collect();
+            let names: Vec<_> = outlets
+                .iter()
+                .map(|o| graph.node(o.node).name.clone())
+                .collect();
             anyhow::anyhow!("no input named {name:?} (the graph has {names:?})")
         })
 }
 
 fn to_vec(value: &TValue) -> TractResult<Vec<f32>> {
     let value = value.cast_to::<f32>()?;
-    Ok(value.to_plain_array_view::<f32>()?.iter().copied().collect())
+    Ok(value
+        .to_plain_array_view::<f32>()?
+        .iter()
+        .copied()
+        .collect())
 }

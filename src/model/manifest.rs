@@ -186,7 +186,10 @@ impl Manifest {
             })
         };
         if self.name.is_empty() || self.name.contains(['/', '\\']) {
-            return bad(format!("name {:?} must be non-empty, without slashes", self.name));
+            return bad(format!(
+                "name {:?} must be non-empty, without slashes",
+                self.name
+            ));
         }
         if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return bad(format!("sha256 {:?} is not 64 hex digits", self.sha256));
@@ -203,7 +206,10 @@ impl Manifest {
             Layout::Nchw => a,
         };
         if channels != 3 {
-            return bad(format!("input.shape {:?} has {channels} channels for layout {:?}; edge-tl feeds RGB (3)", self.input.shape, self.input.layout));
+            return bad(format!(
+                "input.shape {:?} has {channels} channels for layout {:?}; edge-tl feeds RGB (3)",
+                self.input.shape, self.input.layout
+            ));
         }
         if [a, b, c].contains(&0) {
             return bad("input.shape has a zero dimension".to_string());

@@ -167,7 +167,9 @@ fn finish(manifest: Manifest, path: PathBuf, sha256: String) -> Result<ResolvedM
 fn load_labels(name: &str, file: &str, model_path: &Path) -> Result<Vec<String>, ModelError> {
     let beside = model_path.parent().map(|d| d.join(file));
     let text = match beside.filter(|p| p.is_file()) {
-        Some(p) => std::fs::read_to_string(&p).map_err(|source| ModelError::Read { path: p, source })?,
+        Some(p) => {
+            std::fs::read_to_string(&p).map_err(|source| ModelError::Read { path: p, source })?
+        }
         None => BUILTIN_LABELS
             .iter()
             .find(|(n, _)| *n == file)
@@ -252,11 +254,10 @@ pub fn pull(
         }
         tmp.as_file().sync_all().map_err(io(tmp.path()))?;
         let dest = dest_dir.join(&manifest.file);
-        tmp.persist(&dest)
-            .map_err(|e| StoreError::Io {
-                path: dest.clone(),
-                source: e.error,
-            })?;
+        tmp.persist(&dest).map_err(|e| StoreError::Io {
+            path: dest.clone(),
+            source: e.error,
+        })?;
         progress.finish_and_clear();
         return Ok(dest);
     }
@@ -294,11 +295,12 @@ fn download(
         progress.set_length(len);
     }
     let mut reader = body.with_config().limit(u64::MAX).reader();
-    let (got, sha) = copy_hashing(&mut reader, out, progress).map_err(|e| StoreError::Incomplete {
-        url: url.to_string(),
-        got: progress.position(),
-        expected: format!(" ({e})"),
-    })?;
+    let (got, sha) =
+        copy_hashing(&mut reader, out, progress).map_err(|e| StoreError::Incomplete {
+            url: url.to_string(),
+            got: progress.position(),
+            expected: format!(" ({e})"),
+        })?;
     if let Some(len) = body_len_check(announced, got) {
         return Err(StoreError::Incomplete {
             url: url.to_string(),
@@ -323,7 +325,9 @@ fn copy_local(path: &Path, out: &mut File, progress: &ProgressBar) -> Result<Str
     if let Ok(meta) = file.metadata() {
         progress.set_length(meta.len());
     }
-    copy_hashing(&mut file, out, progress).map(|(_, sha)| sha).map_err(io)
+    copy_hashing(&mut file, out, progress)
+        .map(|(_, sha)| sha)
+        .map_err(io)
 }
 
 /// Copies everything, hashing and counting it; returns (bytes, sha256 hex).
@@ -366,7 +370,10 @@ mod tests {
         let p = dir.path().join("mine.onnx");
         std::fs::write(&p, b"not really onnx").unwrap();
         let err = resolve(Some(p.to_str().unwrap())).unwrap_err().to_string();
-        assert!(err.contains("no manifest describes") && err.contains("mine.toml"), "{err}");
+        assert!(
+            err.contains("no manifest describes") && err.contains("mine.toml"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -376,11 +383,23 @@ mod tests {
         std::fs::write(&src, b"hello").unwrap();
         let mut m = Manifest::builtin().remove(0);
         let dest = dir.path().join("models");
-        let err = pull(&m, Some(src.to_str().unwrap()), &dest, &ProgressBar::hidden()).unwrap_err();
+        let err = pull(
+            &m,
+            Some(src.to_str().unwrap()),
+            &dest,
+            &ProgressBar::hidden(),
+        )
+        .unwrap_err();
         assert!(matches!(err, StoreError::HashMismatch { .. }), "{err}");
         assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
         m.sha256 = sha256_file(&src).unwrap();
-        let path = pull(&m, Some(src.to_str().unwrap()), &dest, &ProgressBar::hidden()).unwrap();
+        let path = pull(
+            &m,
+            Some(src.to_str().unwrap()),
+            &dest,
+            &ProgressBar::hidden(),
+        )
+        .unwrap();
         assert_eq!(std::fs::read(path).unwrap(), b"hello");
         assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 1);
     }

@@ -24,12 +24,19 @@ fn backbone() -> Backbone {
 }
 
 fn fit(set: &EmbeddedSet, kind: HeadKind) -> Head {
-    let params = TrainParams { kind, folds: 0, seed: 0 };
+    let params = TrainParams {
+        kind,
+        folds: 0,
+        seed: 0,
+    };
     train(set, Path::new("train"), backbone(), &params).expect("trains")
 }
 
 fn score(head: &Head, test: &EmbeddedSet) -> EvalReport {
-    assert_eq!(head.labels, test.labels, "train and test label folders differ");
+    assert_eq!(
+        head.labels, test.labels,
+        "train and test label folders differ"
+    );
     let results: Vec<_> = test
         .samples
         .iter()
@@ -46,31 +53,52 @@ fn logistic() -> HeadKind {
 fn catsdogs_logistic_reaches_96_percent() {
     let train_set = embedded("catsdogs/train", false);
     assert_eq!(train_set.counts(), [100, 100]);
-    let report = score(&fit(&train_set, logistic()), &embedded("catsdogs/test", false));
+    let report = score(
+        &fit(&train_set, logistic()),
+        &embedded("catsdogs/test", false),
+    );
     eprintln!("catsdogs: accuracy {:.4} on {}", report.accuracy, report.n);
     assert_eq!(report.n, 400);
-    assert!(report.accuracy >= 0.96, "catsdogs accuracy {}", report.accuracy);
+    assert!(
+        report.accuracy >= 0.96,
+        "catsdogs accuracy {}",
+        report.accuracy
+    );
 }
 
 #[test]
 fn pets37_logistic_reaches_80_top1_and_97_top5() {
     let train_set = embedded("pets37/train", false);
     assert_eq!(train_set.labels.len(), 37);
-    let report = score(&fit(&train_set, logistic()), &embedded("pets37/test", false));
+    let report = score(
+        &fit(&train_set, logistic()),
+        &embedded("pets37/test", false),
+    );
     eprintln!(
         "pets37: top-1 {:.4}, top-5 {:.4} on {}",
         report.accuracy, report.top5_accuracy, report.n
     );
     assert!(report.accuracy >= 0.80, "pets37 top-1 {}", report.accuracy);
-    assert!(report.top5_accuracy >= 0.97, "pets37 top-5 {}", report.top5_accuracy);
+    assert!(
+        report.top5_accuracy >= 0.97,
+        "pets37 top-5 {}",
+        report.top5_accuracy
+    );
 }
 
 #[test]
 fn newdomain_logistic_reaches_74_percent() {
     let train_set = embedded("newdomain/train", false);
-    let report = score(&fit(&train_set, logistic()), &embedded("newdomain/test", false));
+    let report = score(
+        &fit(&train_set, logistic()),
+        &embedded("newdomain/test", false),
+    );
     eprintln!("newdomain: accuracy {:.4} on {}", report.accuracy, report.n);
-    assert!(report.accuracy >= 0.74, "newdomain accuracy {}", report.accuracy);
+    assert!(
+        report.accuracy >= 0.74,
+        "newdomain accuracy {}",
+        report.accuracy
+    );
 }
 
 #[test]
@@ -82,8 +110,9 @@ fn centroid_head_from_five_photos_averages_85_percent() {
     for _ in 0..10 {
         let mut picked = Vec::new();
         for label in 0..full.labels.len() {
-            let mut idx: Vec<usize> =
-                (0..full.samples.len()).filter(|&i| full.samples[i].label == label).collect();
+            let mut idx: Vec<usize> = (0..full.samples.len())
+                .filter(|&i| full.samples[i].label == label)
+                .collect();
             idx.shuffle(&mut rng);
             picked.extend(idx.into_iter().take(5).map(|i| full.samples[i].clone()));
         }

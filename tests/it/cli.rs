@@ -9,7 +9,10 @@ use edge_tl::pipeline::Pipeline;
 use crate::common::{cache_dir, data, default_model, edge_tl, shared, stderr, stdout};
 
 fn pictures(rel: &str, n: usize) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(data(rel)).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data(rel))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     v.sort();
     v.truncate(n);
     v
@@ -22,18 +25,36 @@ fn train_eval_predict_on_catsdogs() {
     let cache = cache_dir();
     let (head_s, cache_s) = (head.to_str().unwrap(), cache.to_str().unwrap());
     let train_dir = data("catsdogs/train");
-    let out = edge_tl(&["train", "--data", train_dir.to_str().unwrap(), "--out", head_s, "--cache-dir", cache_s]);
+    let out = edge_tl(&[
+        "train",
+        "--data",
+        train_dir.to_str().unwrap(),
+        "--out",
+        head_s,
+        "--cache-dir",
+        cache_s,
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let so = stdout(&out);
     assert!(so.contains("5-fold cross-validated accuracy"), "{so}");
     assert!(so.contains(&format!("wrote {head_s}")), "{so}");
 
     let test_dir = data("catsdogs/test");
-    let out = edge_tl(&["eval", head_s, test_dir.to_str().unwrap(), "--json", "--cache-dir", cache_s]);
+    let out = edge_tl(&[
+        "eval",
+        head_s,
+        test_dir.to_str().unwrap(),
+        "--json",
+        "--cache-dir",
+        cache_s,
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for key in ["accuracy", "top5_accuracy", "n", "per_class", "confusion"] {
-        assert!(report.get(key).is_some(), "eval --json lacks {key}: {report}");
+        assert!(
+            report.get(key).is_some(),
+            "eval --json lacks {key}: {report}"
+        );
     }
     assert_eq!(report["n"], 400);
     assert!(report["accuracy"].as_f64().unwrap() >= 0.96, "{report}");
@@ -41,12 +62,20 @@ fn train_eval_predict_on_catsdogs() {
     // predict through the binary == the library pipeline on the same files
     let mut files = pictures("catsdogs/test/cat", 5);
     files.extend(pictures("catsdogs/test/dog", 5));
-    let mut args = vec!["predict".to_string(), head_s.to_string(), "--json".into(), "--top".into(), "2".into()];
+    let mut args = vec![
+        "predict".to_string(),
+        head_s.to_string(),
+        "--json".into(),
+        "--top".into(),
+        "2".into(),
+    ];
     args.extend(files.iter().map(|p| p.to_str().unwrap().to_string()));
     let out = edge_tl(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.status.success(), "{}", stderr(&out));
-    let lines: Vec<serde_json::Value> =
-        stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), files.len());
     let loaded = head_file::load(&head).unwrap();
     let pipeline = Pipeline::with_head(default_model(), loaded, &head).unwrap();
@@ -71,15 +100,36 @@ fn predict_reports_bad_files_and_goes_on() {
         }
     }
     let head = dir.path().join("small.head");
-    let out = edge_tl(&["train", "--data", root.to_str().unwrap(), "--out", head.to_str().unwrap(), "--head", "centroid"]);
+    let out = edge_tl(&[
+        "train",
+        "--data",
+        root.to_str().unwrap(),
+        "--out",
+        head.to_str().unwrap(),
+        "--head",
+        "centroid",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("no cross-validation: every label needs at least 5 pictures"));
     let good = pictures("catsdogs/test/cat", 1).remove(0);
     let bad = data("bad/truncated.jpg");
-    let out = edge_tl(&["predict", head.to_str().unwrap(), bad.to_str().unwrap(), good.to_str().unwrap()]);
+    let out = edge_tl(&[
+        "predict",
+        head.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("truncated.jpg: truncated JPEG"), "{}", stderr(&out));
-    assert!(stdout(&out).starts_with(&format!("{}: ", good.display())), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("truncated.jpg: truncated JPEG"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).starts_with(&format!("{}: ", good.display())),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -87,7 +137,11 @@ fn classify_names_imagenet_classes() {
     let photo = shared().join("models/testdata/hot_dog.jpg");
     let out = edge_tl(&["classify", photo.to_str().unwrap(), "--top", "1"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains(": hotdog, hot dog, red hot"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(": hotdog, hot dog, red hot"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -99,27 +153,75 @@ fn first_errors_a_user_meets_are_clear() {
     let p = pictures("catsdogs/train/cat", 1).remove(0);
     std::fs::copy(&p, root.join("cat/a.jpg")).unwrap();
     let head = dir.path().join("x.head");
-    let out = edge_tl(&["train", "--data", root.to_str().unwrap(), "--out", head.to_str().unwrap()]);
+    let out = edge_tl(&[
+        "train",
+        "--data",
+        root.to_str().unwrap(),
+        "--out",
+        head.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("only one label (cat); training needs at least two"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("only one label (cat); training needs at least two"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!head.exists(), "no head file after a failed training");
     // a label whose only picture is broken
     std::fs::create_dir_all(root.join("dog")).unwrap();
     std::fs::copy(data("bad/zero_bytes.jpg"), root.join("dog/z.jpg")).unwrap();
-    let out = edge_tl(&["train", "--data", root.to_str().unwrap(), "--out", head.to_str().unwrap()]);
+    let out = edge_tl(&[
+        "train",
+        "--data",
+        root.to_str().unwrap(),
+        "--out",
+        head.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("label \"dog\" has no usable image"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("z.jpg: the file is empty"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("label \"dog\" has no usable image"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("z.jpg: the file is empty"),
+        "{}",
+        stderr(&out)
+    );
     // a head for another backbone
     std::fs::copy(&p, root.join("dog/b.jpg")).unwrap();
     std::fs::remove_file(root.join("dog/z.jpg")).unwrap();
-    let out = edge_tl(&["train", "--data", root.to_str().unwrap(), "--out", head.to_str().unwrap(), "--model", "mobilenet-v1-int8", "--head", "centroid"]);
+    let out = edge_tl(&[
+        "train",
+        "--data",
+        root.to_str().unwrap(),
+        "--out",
+        head.to_str().unwrap(),
+        "--model",
+        "mobilenet-v1-int8",
+        "--head",
+        "centroid",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = edge_tl(&["predict", head.to_str().unwrap(), p.to_str().unwrap(), "--model", "mobilenet-v2-int8"]);
+    let out = edge_tl(&[
+        "predict",
+        head.to_str().unwrap(),
+        p.to_str().unwrap(),
+        "--model",
+        "mobilenet-v2-int8",
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("trained on backbone mobilenet-v1-int8"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("trained on backbone mobilenet-v1-int8"),
+        "{}",
+        stderr(&out)
+    );
     // not a head file
     let out = edge_tl(&["predict", p.to_str().unwrap(), p.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("not an edge-tl head file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not an edge-tl head file"),
+        "{}",
+        stderr(&out)
+    );
 }

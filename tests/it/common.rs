@@ -56,7 +56,13 @@ pub fn embedded(rel: &str, flip: bool) -> EmbeddedSet {
         cache_dir: Some(cache_dir()),
         ..EmbedOptions::default()
     };
-    embed_dataset(&ds, extractor(), &options, &indicatif::ProgressBar::hidden()).expect("embeds")
+    embed_dataset(
+        &ds,
+        extractor(),
+        &options,
+        &indicatif::ProgressBar::hidden(),
+    )
+    .expect("embeds")
 }
 
 /// Runs the edge-tl binary with the shared models and the test cache.

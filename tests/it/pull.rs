@@ -12,7 +12,8 @@ fn serve() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let good = std::fs::read(shared().join("models/mobilenet_v2_1.0_224_quant_qdq.onnx")).unwrap();
-    let other = std::fs::read(shared().join("models/mobilenet_v1_0.75_192_quant_qdq.onnx")).unwrap();
+    let other =
+        std::fs::read(shared().join("models/mobilenet_v1_0.75_192_quant_qdq.onnx")).unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
@@ -46,7 +47,9 @@ fn serve() -> String {
 
 fn files_in(dir: &Path) -> Vec<String> {
     match std::fs::read_dir(dir) {
-        Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect(),
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -57,28 +60,51 @@ fn pull_over_http_checks_everything_and_installs_atomically() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("models");
     let pull = |from: &str| {
-        edge_tl(&["models", "pull", "mobilenet-v2-int8", "--from", from, "--dir", dest.to_str().unwrap()])
+        edge_tl(&[
+            "models",
+            "pull",
+            "mobilenet-v2-int8",
+            "--from",
+            from,
+            "--dir",
+            dest.to_str().unwrap(),
+        ])
     };
 
     let out = pull(&format!("{base}/missing"));
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("the server answered HTTP 404"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the server answered HTTP 404"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(files_in(&dest), Vec::<String>::new());
 
     let out = pull(&format!("{base}/other"));
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("does not match the manifest of mobilenet-v2-int8"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not match the manifest of mobilenet-v2-int8"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(files_in(&dest), Vec::<String>::new());
 
     let out = pull(&format!("{base}/drop"));
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("the connection ended after"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the connection ended after"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(files_in(&dest), Vec::<String>::new());
 
     let out = pull(&format!("{base}/good"));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("installed mobilenet-v2-int8"));
-    assert_eq!(files_in(&dest), vec!["mobilenet_v2_1.0_224_quant_qdq.onnx".to_string()]);
+    assert_eq!(
+        files_in(&dest),
+        vec!["mobilenet_v2_1.0_224_quant_qdq.onnx".to_string()]
+    );
 
     // The installed file is found and used through $EDGE_TL_MODELS.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge-tl"))
@@ -87,8 +113,18 @@ fn pull_over_http_checks_everything_and_installs_atomically() {
         .output()
         .unwrap();
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let v2 = rows.as_array().unwrap().iter().find(|r| r["name"] == "mobilenet-v2-int8").unwrap();
-    assert_eq!(v2["installed"], dest.join("mobilenet_v2_1.0_224_quant_qdq.onnx").to_str().unwrap());
+    let v2 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "mobilenet-v2-int8")
+        .unwrap();
+    assert_eq!(
+        v2["installed"],
+        dest.join("mobilenet_v2_1.0_224_quant_qdq.onnx")
+            .to_str()
+            .unwrap()
+    );
 }
 
 #[test]
@@ -96,7 +132,15 @@ fn pull_from_a_local_file_and_refuse_a_damaged_install() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("models");
     let src = shared().join("models/mobilenet_v1_0.75_192_quant_qdq.onnx");
-    let out = edge_tl(&["models", "pull", "mobilenet-v1-int8", "--from", src.to_str().unwrap(), "--dir", dest.to_str().unwrap()]);
+    let out = edge_tl(&[
+        "models",
+        "pull",
+        "mobilenet-v1-int8",
+        "--from",
+        src.to_str().unwrap(),
+        "--dir",
+        dest.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     // Damage the installed file: every command refuses it, naming file and fix.
     let installed = dest.join("mobilenet_v1_0.75_192_quant_qdq.onnx");
@@ -105,11 +149,20 @@ fn pull_from_a_local_file_and_refuse_a_damaged_install() {
     std::fs::write(&installed, bytes).unwrap();
     let photo = shared().join("models/testdata/cat.bmp");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge-tl"))
-        .args(["classify", "--model", "mobilenet-v1-int8", photo.to_str().unwrap()])
+        .args([
+            "classify",
+            "--model",
+            "mobilenet-v1-int8",
+            photo.to_str().unwrap(),
+        ])
         .env("EDGE_TL_MODELS", &dest)
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("does not match the manifest of mobilenet-v1-int8") && err.contains("pull it again"), "{err}");
+    assert!(
+        err.contains("does not match the manifest of mobilenet-v1-int8")
+            && err.contains("pull it again"),
+        "{err}"
+    );
 }
