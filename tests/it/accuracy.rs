@@ -127,3 +127,53 @@ fn centroid_head_from_five_photos_averages_85_percent() {
     eprintln!("centroid 5-shot catsdogs: mean {mean:.4} over {accuracies:?}");
     assert!(mean >= 0.85, "5-shot centroid mean accuracy {mean}");
 }
+
+/// rust-ml/linfa#334, reproduced on the real 1280-d pets37 embeddings: fed raw (unscaled)
+/// features, linfa-logistic's line search gives up after a few iterations and silently returns
+/// an unconverged model (about 95% training accuracy, the same at 100 or 1000 iterations).
+/// edge-tl's trainer (standardised features, soundness check, retry, fallback) must converge.
+#[test]
+fn linfa_334_wide_embeddings_converge_after_standardising() {
+    use linfa::prelude::*;
+    let set = embedded("pets37/train", false);
+    let x = ndarray::Array2::from_shape_fn((set.samples.len(), 1280), |(i, j)| {
+        f64::from(set.samples[i].embedding[j])
+    });
+    let y = ndarray::Array1::from_iter(set.samples.iter().map(|s| s.label));
+    let train_accuracy = |pred: &[usize]| {
+        pred.iter().zip(y.iter()).filter(|(a, b)| a == b).count() as f64 / y.len() as f64
+    };
+    // The reproduction: no panic, but no convergence either.
+    if let Ok(raw) = linfa_logistic::MultiLogisticRegression::default()
+        .max_iterations(1000)
+        .fit(&Dataset::new(x.clone(), y.clone()))
+    {
+        let acc = train_accuracy(raw.predict(&x).as_slice().unwrap());
+        eprintln!("linfa-logistic on raw 1280-d embeddings: training accuracy {acc:.3}");
+    }
+    // edge-tl's head on the same data.
+    let head = fit(&set, logistic());
+    let edge_tl::head::Classifier::Logistic { model, .. } = &head.classifier else {
+        panic!("logistic head expected")
+    };
+    assert!(model
+        .weights
+        .iter()
+        .flatten()
+        .chain(&model.bias)
+        .all(|v| v.is_finite()));
+    let pred: Vec<usize> = set
+        .samples
+        .iter()
+        .map(|s| edge_tl::predict::argmax(&head.predict(&s.embedding)))
+        .collect();
+    let acc = train_accuracy(&pred);
+    eprintln!(
+        "edge-tl head ({:?}): training accuracy {acc:.3}",
+        model.solver
+    );
+    assert!(
+        acc >= 0.99,
+        "the head did not converge: training accuracy {acc}"
+    );
+}
