@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""edge-tl's benchmark and its peer, onnxruntime, on the same model file and the same input
+tensors, in one run; prints both and the latency ratio.
+
+usage: bench.py EDGE_TL_BINARY [--model NAME] [--rounds N] [--json]
+Needs `pip install -r scripts/requirements.txt` and $EDGE_TL_SHARED (default ../shared).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+
+def percentile(values, q):
+    values = sorted(values)
+    rank = max(1, min(len(values), int(np.ceil(q * len(values)))))
+    return values[rank - 1]
+
+
+def ort_latencies(index, out_dir, threads, rounds):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(index["model_path"], so, providers=["CPUExecutionProvider"])
+    tensors = [np.fromfile(os.path.join(out_dir, it["tensor"]), dtype=it["dtype"]).reshape(it["shape"])
+               for it in index["items"]]
+    names = [index["embedding_output"]]
+    for t in tensors:  # warm-up
+        sess.run(names, {index["input_name"]: t})
+    times = []
+    for _ in range(rounds):
+        for t in tensors:
+            start = time.perf_counter()
+            sess.run(names, {index["input_name"]: t})
+            times.append((time.perf_counter() - start) * 1e3)
+    return percentile(times, 0.5), percentile(times, 0.9)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("binary")
+    ap.add_argument("--model", default="mobilenet-v2-int8")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    shared = os.environ.get("EDGE_TL_SHARED", "../shared")
+    env = dict(os.environ, EDGE_TL_MODELS=os.path.join(shared, "models"), EDGE_TL_SHARED=shared)
+    photos_dir = os.path.join(shared, "models", "testdata")
+    photos = sorted(os.path.join(photos_dir, f) for f in os.listdir(photos_dir))
+    edge = json.loads(subprocess.run(
+        [args.binary, "bench", "--json", "--model", args.model, "--rounds", str(args.rounds), "--photos", photos_dir],
+        check=True, env=env, capture_output=True, text=True).stdout)
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([args.binary, "dump-inputs", "--model", args.model, "-o", out, *photos],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
+        with open(os.path.join(out, "index.json")) as f:
+            index = json.load(f)
+        ort1 = ort_latencies(index, out, 1, args.rounds)
+        ort_all = ort_latencies(index, out, os.cpu_count() or 1, args.rounds)
+    report = {
+        "model": args.model,
+        "edge_tl": edge,
+        "onnxruntime_1_thread_ms_p50": ort1[0],
+        "onnxruntime_1_thread_ms_p90": ort1[1],
+        "onnxruntime_all_cores_ms_p50": ort_all[0],
+        "onnxruntime_all_cores_ms_p90": ort_all[1],
+        "ratio_p50_1_thread": edge["extract_ms_p50"] / ort1[0],
+        "cores": os.cpu_count(),
+        "onnxruntime": ort.__version__,
+    }
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"model {args.model}, {edge['pictures']} photos x {edge['rounds']} rounds, {os.cpu_count()} cores")
+    print(f"{'':28} {'p50 ms':>8} {'p90 ms':>8}")
+    print(f"{'edge-tl (tract), 1 thread':28} {edge['extract_ms_p50']:>8.1f} {edge['extract_ms_p90']:>8.1f}")
+    print(f"{'onnxruntime, 1 thread':28} {ort1[0]:>8.1f} {ort1[1]:>8.1f}")
+    print(f"{'onnxruntime, all cores':28} {ort_all[0]:>8.1f} {ort_all[1]:>8.1f}")
+    print(f"ratio edge-tl / onnxruntime (1 thread, p50): {report['ratio_p50_1_thread']:.2f}x")
+    print(f"edge-tl load {edge['load_ms']:.0f} ms, start-up to first prediction {edge['first_prediction_ms']:.0f} ms, "
+          f"decode+resize p50 {edge['preprocess_ms_p50']:.1f} ms")
+    if edge.get("train_ms") is not None:
+        print(f"edge-tl head training: {edge['train_ms']:.0f} ms for {edge['train_samples']} samples (embeddings cached)")
+    print(f"edge-tl peak RSS {edge['peak_rss_mib']:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
