@@ -59,21 +59,7 @@ pub fn decode_bytes(bytes: &[u8], name: &Path) -> Result<Frame, DecodeError> {
     };
     let mut decoder = reader.into_decoder().map_err(corrupt)?;
     let (width, height) = decoder.dimensions();
-    if u64::from(width) * u64::from(height) > MAX_PIXELS {
-        return Err(DecodeError::TooLarge {
-            path,
-            width,
-            height,
-            max_pixels: MAX_PIXELS,
-        });
-    }
-    if width == 0 || height == 0 {
-        return Err(DecodeError::NoPixels {
-            path,
-            width,
-            height,
-        });
-    }
+    check_size(&path, width, height)?;
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
@@ -103,21 +89,7 @@ fn decode_jpeg(bytes: &[u8], path: PathBuf) -> Result<Frame, DecodeError> {
     probe.decode_headers().map_err(corrupt)?;
     let (width, height) = probe.dimensions().unwrap_or((0, 0));
     let (width, height) = (width as u32, height as u32);
-    if u64::from(width) * u64::from(height) > MAX_PIXELS {
-        return Err(DecodeError::TooLarge {
-            path,
-            width,
-            height,
-            max_pixels: MAX_PIXELS,
-        });
-    }
-    if width == 0 || height == 0 {
-        return Err(DecodeError::NoPixels {
-            path,
-            width,
-            height,
-        });
-    }
+    check_size(&path, width, height)?;
     let gray = probe.input_colorspace() == Some(ColorSpace::Luma);
     let out = if gray {
         ColorSpace::Luma
@@ -147,6 +119,27 @@ fn decode_jpeg(bytes: &[u8], path: PathBuf) -> Result<Frame, DecodeError> {
     let mut picture = DynamicImage::ImageRgb8(image);
     picture.apply_orientation(orientation);
     Ok(Frame::new(picture.into_rgb8()))
+}
+
+/// Refuses empty pictures and pictures over [`MAX_PIXELS`], before pixels are allocated.
+fn check_size(path: &Path, width: u32, height: u32) -> Result<(), DecodeError> {
+    let path = path.to_path_buf();
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(DecodeError::TooLarge {
+            path,
+            width,
+            height,
+            max_pixels: MAX_PIXELS,
+        });
+    }
+    if width == 0 || height == 0 {
+        return Err(DecodeError::NoPixels {
+            path,
+            width,
+            height,
+        });
+    }
+    Ok(())
 }
 
 /// True when the JPEG stream ends with an EOI marker (0xFFD9), ignoring trailing padding.

@@ -92,14 +92,7 @@ pub fn run(
                 &EmbedOptions::default(),
                 &super::progress("embedding"),
             )?;
-            let m = &model.manifest;
-            let backbone = Backbone {
-                name: m.name.clone(),
-                sha256: model.sha256.clone(),
-                embedding_dim: m.embedding.dim,
-                input: m.input.clone(),
-                preprocess: m.preprocess.clone(),
-            };
+            let backbone = Backbone::of(&model);
             let params = TrainParams {
                 kind: HeadKind::Logistic(LogisticParams::default()),
                 folds: 0,

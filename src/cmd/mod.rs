@@ -117,23 +117,23 @@ fn print_skipped(skipped: &[(usize, std::sync::Arc<edge_tl::error::DecodeError>)
     }
 }
 
-/// A progress bar on stderr (hidden when stderr is not a terminal).
+/// A progress bar on stderr counting pictures (hidden when stderr is not a terminal).
 fn progress(what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar
+    styled_bar(what, "{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
 }
 
-/// A byte-progress bar for downloads.
+/// A progress bar on stderr counting bytes, for downloads.
 fn byte_progress(what: &str) -> ProgressBar {
+    styled_bar(
+        what,
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+    )
+}
+
+fn styled_bar(what: &str, template: &str) -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+        ProgressStyle::with_template(template)
             .expect("valid template")
             .progress_chars("=> "),
     );

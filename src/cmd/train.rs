@@ -49,13 +49,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let embed_s = t.elapsed().as_secs_f64();
     super::print_skipped(&set.skipped);
     let m = &model.manifest;
-    let backbone = Backbone {
-        name: m.name.clone(),
-        sha256: model.sha256.clone(),
-        embedding_dim: m.embedding.dim,
-        input: m.input.clone(),
-        preprocess: m.preprocess.clone(),
-    };
+    let backbone = Backbone::of(&model);
     let params = TrainParams {
         kind,
         folds: args.folds,

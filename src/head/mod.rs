@@ -27,6 +27,20 @@ pub struct Backbone {
     pub preprocess: PreprocessSpec,
 }
 
+impl Backbone {
+    /// The identity and input contract of a resolved model.
+    pub fn of(model: &crate::model::ResolvedModel) -> Backbone {
+        let m = &model.manifest;
+        Backbone {
+            name: m.name.clone(),
+            sha256: model.sha256.clone(),
+            embedding_dim: m.embedding.dim,
+            input: m.input.clone(),
+            preprocess: m.preprocess.clone(),
+        }
+    }
+}
+
 /// The decision rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -13,14 +13,7 @@ use edge_tl::metrics::{evaluate, EvalReport};
 use crate::common::{default_model, embedded};
 
 fn backbone() -> Backbone {
-    let m = default_model();
-    Backbone {
-        name: m.manifest.name.clone(),
-        sha256: m.sha256.clone(),
-        embedding_dim: m.manifest.embedding.dim,
-        input: m.manifest.input.clone(),
-        preprocess: m.manifest.preprocess.clone(),
-    }
+    Backbone::of(default_model())
 }
 
 fn fit(set: &EmbeddedSet, kind: HeadKind) -> Head {
