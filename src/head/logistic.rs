@@ -220,7 +220,7 @@ impl Objective<'_> {
     fn eval(&self, w: &Array2<f64>) -> (f64, Array2<f64>) {
         let dim = self.x.ncols();
         let weights = w.slice(ndarray::s![..dim, ..]);
-        let mut z = self.x.dot(&weights) + &w.row(dim);
+        let mut z = self.x.dot(&weights) + w.row(dim);
         let mut nll = 0.0;
         for (mut row, t) in z.rows_mut().into_iter().zip(self.onehot.rows()) {
             let max = row.fold(f64::NEG_INFINITY, |m, &v| m.max(v));

@@ -6,9 +6,12 @@ use edge_tl::preprocess::decode_file;
 
 use crate::common::{data, edge_tl, stderr, stdout};
 
+/// A bad file, the error kind it must give, and text the message must contain.
+type Expectation = (&'static str, fn(&DecodeError) -> bool, &'static str);
+
 #[test]
 fn each_bad_file_gets_its_own_error() {
-    let expect: &[(&str, fn(&DecodeError) -> bool, &str)] = &[
+    let expect: &[Expectation] = &[
         (
             "zero_bytes.jpg",
             |e| matches!(e, DecodeError::Empty { .. }),
