@@ -74,8 +74,11 @@ impl EmbeddedSet {
 
 /// The default cache folder for a dataset.
 pub fn default_cache_dir(root: &Path) -> PathBuf {
+    // A dataset without write permission bits is treated as read-only even for root, who
+    // could write there anyway: shared photo folders are not edge-tl's to change.
+    let read_only = std::fs::metadata(root).is_ok_and(|m| m.permissions().readonly());
     let beside = root.join(".edge-tl-cache");
-    if std::fs::create_dir_all(&beside).is_ok() && writable(&beside) {
+    if !read_only && std::fs::create_dir_all(&beside).is_ok() && writable(&beside) {
         return beside;
     }
     directories::ProjectDirs::from("", "", "edge-tl")
@@ -85,6 +88,25 @@ pub fn default_cache_dir(root: &Path) -> PathBuf {
 
 fn writable(dir: &Path) -> bool {
     tempfile::tempfile_in(dir).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn read_only_dataset_gets_no_cache_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        std::fs::create_dir(&root).unwrap();
+        assert_eq!(default_cache_dir(&root), root.join(".edge-tl-cache"));
+        std::fs::remove_dir(root.join(".edge-tl-cache")).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o555)).unwrap();
+        assert_ne!(default_cache_dir(&root), root.join(".edge-tl-cache"));
+        assert!(!root.join(".edge-tl-cache").exists());
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
 }
 
 enum Outcome {
