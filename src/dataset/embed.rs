@@ -90,25 +90,6 @@ fn writable(dir: &Path) -> bool {
     tempfile::tempfile_in(dir).is_ok()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn read_only_dataset_gets_no_cache_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("data");
-        std::fs::create_dir(&root).unwrap();
-        assert_eq!(default_cache_dir(&root), root.join(".edge-tl-cache"));
-        std::fs::remove_dir(root.join(".edge-tl-cache")).unwrap();
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o555)).unwrap();
-        assert_ne!(default_cache_dir(&root), root.join(".edge-tl-cache"));
-        assert!(!root.join(".edge-tl-cache").exists());
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-}
-
 enum Outcome {
     Done {
         embedding: Vec<f32>,
@@ -269,4 +250,23 @@ fn embed_one(
         flipped,
         new,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn read_only_dataset_gets_no_cache_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        std::fs::create_dir(&root).unwrap();
+        assert_eq!(default_cache_dir(&root), root.join(".edge-tl-cache"));
+        std::fs::remove_dir(root.join(".edge-tl-cache")).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o555)).unwrap();
+        assert_ne!(default_cache_dir(&root), root.join(".edge-tl-cache"));
+        assert!(!root.join(".edge-tl-cache").exists());
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
 }
