@@ -117,9 +117,10 @@ impl ValidLogisticParams {
     ) -> Result<LinearModel, HeadError> {
         let p = &self.0;
         let records = to_array(x);
+        let onehot = one_hot(y, n_classes);
         let problem = Objective {
             x: &records,
-            onehot: one_hot(y, n_classes),
+            onehot: &onehot,
             alpha: p.alpha,
         };
         let (start, mut solver) = match fit_linfa(&records, y, n_classes, p) {
@@ -210,14 +211,17 @@ fn fit_linfa(
 
 /// linfa's objective: sum of -log p(label) + alpha/2 |W|^2 (intercept not penalised), over
 /// weights stacked (dim + 1, classes).
+#[derive(Clone, Copy)]
 struct Objective<'a> {
     x: &'a Array2<f64>,
-    onehot: Array2<f64>,
+    onehot: &'a Array2<f64>,
     alpha: f64,
 }
 
 impl Objective<'_> {
-    fn eval(&self, w: &Array2<f64>) -> (f64, Array2<f64>) {
+    /// The loss and the class probabilities (the forward pass alone: the cost half of what
+    /// L-BFGS asks for, half the work of [`Objective::eval`]).
+    fn forward(&self, w: &Array2<f64>) -> (f64, Array2<f64>) {
         let dim = self.x.ncols();
         let weights = w.slice(ndarray::s![..dim, ..]);
         let mut z = self.x.dot(&weights) + w.row(dim);
@@ -233,12 +237,19 @@ impl Objective<'_> {
                 .map(|(p, t)| t * p.max(1e-300).ln())
                 .sum::<f64>();
         }
-        let diff = z - &self.onehot;
+        let loss = nll + 0.5 * self.alpha * weights.iter().map(|v| v * v).sum::<f64>();
+        (loss, z)
+    }
+
+    /// The loss and its gradient.
+    fn eval(&self, w: &Array2<f64>) -> (f64, Array2<f64>) {
+        let dim = self.x.ncols();
+        let (loss, probs) = self.forward(w);
+        let diff = probs - self.onehot;
         let mut grad = Array2::<f64>::zeros(w.raw_dim());
         grad.slice_mut(ndarray::s![..dim, ..])
-            .assign(&(self.x.t().dot(&diff) + &weights * self.alpha));
+            .assign(&(self.x.t().dot(&diff) + &w.slice(ndarray::s![..dim, ..]) * self.alpha));
         grad.row_mut(dim).assign(&diff.sum_axis(ndarray::Axis(0)));
-        let loss = nll + 0.5 * self.alpha * weights.iter().map(|v| v * v).sum::<f64>();
         (loss, grad)
     }
 
@@ -252,7 +263,7 @@ impl CostFunction for Objective<'_> {
     type Param = Array1<f64>;
     type Output = f64;
     fn cost(&self, p: &Self::Param) -> Result<f64, argmin::core::Error> {
-        Ok(self.eval(&self.unflatten(p)).0)
+        Ok(self.forward(&self.unflatten(p)).0)
     }
 }
 
@@ -278,17 +289,10 @@ fn lbfgs(
         .with_tolerance_cost(1e-12)
         .map_err(err)?;
     let init = Array1::from_iter(start.iter().copied());
-    let result = Executor::new(
-        Objective {
-            x: problem.x,
-            onehot: problem.onehot.clone(),
-            alpha: problem.alpha,
-        },
-        solver,
-    )
-    .configure(|s| s.param(init).max_iters(LBFGS_MAX_ITERS))
-    .run()
-    .map_err(err)?;
+    let result = Executor::new(*problem, solver)
+        .configure(|s| s.param(init).max_iters(LBFGS_MAX_ITERS))
+        .run()
+        .map_err(err)?;
     let best = result
         .state
         .best_param
@@ -369,9 +373,10 @@ mod tests {
     fn lbfgs_from_zero_reaches_the_optimum() {
         let (x, y) = blobs(30, 256, 4, 2);
         let records = to_array(&x);
+        let onehot = one_hot(&y, 4);
         let problem = Objective {
             x: &records,
-            onehot: one_hot(&y, 4),
+            onehot: &onehot,
             alpha: 1.0,
         };
         let p = LogisticParams::default();
@@ -388,9 +393,10 @@ mod tests {
     fn gradient_matches_finite_differences() {
         let (x, y) = blobs(5, 3, 2, 3);
         let records = to_array(&x);
+        let onehot = one_hot(&y, 2);
         let problem = Objective {
             x: &records,
-            onehot: one_hot(&y, 2),
+            onehot: &onehot,
             alpha: 0.5,
         };
         let w = Array2::from_shape_fn((4, 2), |(i, j)| 0.1 * (i as f64) - 0.2 * (j as f64));

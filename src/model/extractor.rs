@@ -61,11 +61,7 @@ impl Extractor {
         };
         let mut names = vec![m.embedding.output.clone()];
         names.extend(logits.clone());
-        let tract = |what: &str| {
-            let name = m.name.clone();
-            let what = what.to_string();
-            move |source: anyhow::Error| ModelError::Tract { name, what, source }
-        };
+        let tract = |what: &str| tract_error(&m.name, what);
         let mut graph = tract_onnx::onnx()
             .model_for_path(&model.path)
             .map_err(tract(&format!("loading {}", model.path.display())))?;
@@ -104,11 +100,7 @@ impl Extractor {
     /// Runs one picture (already preprocessed with [`crate::preprocess::to_input`]).
     pub fn run(&self, input: &InputTensor) -> Result<Features, ModelError> {
         let m = &self.model.manifest;
-        let err = |what: &str| {
-            let name = m.name.clone();
-            let what = what.to_string();
-            move |source: anyhow::Error| ModelError::Tract { name, what, source }
-        };
+        let err = |what: &str| tract_error(&m.name, what);
         let tensor = match &input.data {
             TensorData::U8(v) => Tensor::from_shape(&input.shape, v),
             TensorData::F32(v) => Tensor::from_shape(&input.shape, v),
@@ -137,6 +129,12 @@ impl Extractor {
         };
         Ok(Features { embedding, logits })
     }
+}
+
+/// Wraps a tract error with the model's name and the step that failed.
+fn tract_error(name: &str, what: &str) -> impl FnOnce(anyhow::Error) -> ModelError {
+    let (name, what) = (name.to_string(), what.to_string());
+    move |source| ModelError::Tract { name, what, source }
 }
 
 fn input_index(graph: &InferenceModel, name: &str) -> TractResult<usize> {

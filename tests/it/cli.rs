@@ -1,22 +1,13 @@
 //! The user's commands end to end through the binary on real photos: train, eval, predict,
 //! classify, and the errors a user meets first.
 
-use std::path::PathBuf;
-
 use edge_tl::head::file as head_file;
 use edge_tl::pipeline::Pipeline;
 
-use crate::common::{cache_dir, data, default_model, edge_tl, shared, stderr, stdout};
-
-fn pictures(rel: &str, n: usize) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(data(rel))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    v.truncate(n);
-    v
-}
+use crate::common::{
+    cache_dir, data, default_model, edge_tl, pictures, shared, small_catsdogs, stderr, stdout,
+    train_cli,
+};
 
 #[test]
 fn train_eval_predict_on_catsdogs() {
@@ -24,16 +15,7 @@ fn train_eval_predict_on_catsdogs() {
     let head = dir.path().join("catsdogs.head");
     let cache = cache_dir();
     let (head_s, cache_s) = (head.to_str().unwrap(), cache.to_str().unwrap());
-    let train_dir = data("catsdogs/train");
-    let out = edge_tl(&[
-        "train",
-        "--data",
-        train_dir.to_str().unwrap(),
-        "--out",
-        head_s,
-        "--cache-dir",
-        cache_s,
-    ]);
+    let out = train_cli(&data("catsdogs/train"), &head, &["--cache-dir", cache_s]);
     assert!(out.status.success(), "{}", stderr(&out));
     let so = stdout(&out);
     assert!(so.contains("5-fold cross-validated accuracy"), "{so}");
@@ -93,22 +75,9 @@ fn train_eval_predict_on_catsdogs() {
 fn predict_reports_bad_files_and_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("d");
-    for label in ["cat", "dog"] {
-        std::fs::create_dir_all(root.join(label)).unwrap();
-        for p in pictures(&format!("catsdogs/train/{label}"), 3) {
-            std::fs::copy(&p, root.join(label).join(p.file_name().unwrap())).unwrap();
-        }
-    }
+    small_catsdogs(&root, 3);
     let head = dir.path().join("small.head");
-    let out = edge_tl(&[
-        "train",
-        "--data",
-        root.to_str().unwrap(),
-        "--out",
-        head.to_str().unwrap(),
-        "--head",
-        "centroid",
-    ]);
+    let out = train_cli(&root, &head, &["--head", "centroid"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("no cross-validation: every label needs at least 5 pictures"));
     let good = pictures("catsdogs/test/cat", 1).remove(0);
@@ -153,13 +122,7 @@ fn first_errors_a_user_meets_are_clear() {
     let p = pictures("catsdogs/train/cat", 1).remove(0);
     std::fs::copy(&p, root.join("cat/a.jpg")).unwrap();
     let head = dir.path().join("x.head");
-    let out = edge_tl(&[
-        "train",
-        "--data",
-        root.to_str().unwrap(),
-        "--out",
-        head.to_str().unwrap(),
-    ]);
+    let out = train_cli(&root, &head, &[]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("only one label (cat); training needs at least two"),
@@ -170,13 +133,7 @@ fn first_errors_a_user_meets_are_clear() {
     // a label whose only picture is broken
     std::fs::create_dir_all(root.join("dog")).unwrap();
     std::fs::copy(data("bad/zero_bytes.jpg"), root.join("dog/z.jpg")).unwrap();
-    let out = edge_tl(&[
-        "train",
-        "--data",
-        root.to_str().unwrap(),
-        "--out",
-        head.to_str().unwrap(),
-    ]);
+    let out = train_cli(&root, &head, &[]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("label \"dog\" has no usable image"),
@@ -191,17 +148,11 @@ fn first_errors_a_user_meets_are_clear() {
     // a head for another backbone
     std::fs::copy(&p, root.join("dog/b.jpg")).unwrap();
     std::fs::remove_file(root.join("dog/z.jpg")).unwrap();
-    let out = edge_tl(&[
-        "train",
-        "--data",
-        root.to_str().unwrap(),
-        "--out",
-        head.to_str().unwrap(),
-        "--model",
-        "mobilenet-v1-int8",
-        "--head",
-        "centroid",
-    ]);
+    let out = train_cli(
+        &root,
+        &head,
+        &["--model", "mobilenet-v1-int8", "--head", "centroid"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let out = edge_tl(&[
         "predict",

@@ -76,6 +76,40 @@ pub fn edge_tl(args: &[&str]) -> Output {
         .expect("edge-tl runs")
 }
 
+/// `edge-tl train --data DATA --out OUT EXTRA...`.
+pub fn train_cli(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    edge_tl(&args)
+}
+
+/// The first `n` files (by name) of a shared data folder.
+pub fn pictures(rel: &str, n: usize) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data(rel))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v.truncate(n);
+    v
+}
+
+/// A small cat/dog dataset in `root`: the first `per_label` training photos of each label.
+pub fn small_catsdogs(root: &Path, per_label: usize) {
+    for label in ["cat", "dog"] {
+        std::fs::create_dir_all(root.join(label)).unwrap();
+        for p in pictures(&format!("catsdogs/train/{label}"), per_label) {
+            std::fs::copy(&p, root.join(label).join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }

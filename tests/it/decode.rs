@@ -4,7 +4,7 @@
 use edge_tl::error::DecodeError;
 use edge_tl::preprocess::decode_file;
 
-use crate::common::{data, edge_tl, stderr, stdout};
+use crate::common::{data, small_catsdogs, stderr, stdout, train_cli};
 
 /// A bad file, the error kind it must give, and text the message must contain.
 type Expectation = (&'static str, fn(&DecodeError) -> bool, &'static str);
@@ -137,18 +137,7 @@ fn odd_files_decode_upright_to_the_same_picture() {
 fn training_skips_bad_files_names_them_and_uses_odd_ones() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data");
-    for label in ["cat", "dog"] {
-        let dest = root.join(label);
-        std::fs::create_dir_all(&dest).unwrap();
-        let mut src: Vec<_> = std::fs::read_dir(data(&format!("catsdogs/train/{label}")))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        src.sort();
-        for p in src.iter().take(6) {
-            std::fs::copy(p, dest.join(p.file_name().unwrap())).unwrap();
-        }
-    }
+    small_catsdogs(&root, 6);
     for entry in std::fs::read_dir(data("bad")).unwrap() {
         let p = entry.unwrap().path();
         if p.extension().is_some_and(|e| e != "csv") {
@@ -159,15 +148,7 @@ fn training_skips_bad_files_names_them_and_uses_odd_ones() {
         std::fs::copy(data("odd").join(name), root.join("cat").join(name)).unwrap();
     }
     let head = dir.path().join("h.head");
-    let out = edge_tl(&[
-        "train",
-        "--data",
-        root.to_str().unwrap(),
-        "--out",
-        head.to_str().unwrap(),
-        "--folds",
-        "3",
-    ]);
+    let out = train_cli(&root, &head, &["--folds", "3"]);
     let (so, se) = (stdout(&out), stderr(&out));
     assert!(out.status.success(), "train failed: {se}");
     assert!(so.contains("6 pictures skipped"), "{so}");
