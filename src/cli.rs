@@ -36,8 +36,88 @@ pub struct EmbedArgs {
     pub no_cache: bool,
 }
 
+/// Where frames come from; shared by capture and run.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// Frames from: v4l:/dev/videoN (a camera), dir:FOLDER (pictures in name order),
+    /// file:RECORDING (an MJPEG stream on disk) or an http(s):// MJPEG stream
+    #[arg(long, short = 's', env = "EDGE_TL_SOURCE", default_value = edge_tl::source::DEFAULT_SOURCE)]
+    pub source: String,
+    /// Camera pixel format: mjpeg or yuyv [default: MJPEG when offered]
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<edge_tl::source::PixelFormat>,
+    /// Camera frame size [default: 640x480 when offered]
+    #[arg(long, value_name = "WxH")]
+    pub size: Option<edge_tl::source::Size>,
+    /// Camera frame rate [default: the highest offered at that size]
+    #[arg(long, value_name = "FPS")]
+    pub fps: Option<f64>,
+    /// Start a replay (dir:, file:) again after its last frame
+    #[arg(long = "loop")]
+    pub looping: bool,
+    /// Deliver a replay's frames at this rate, like a live camera (stale frames are then
+    /// dropped); without it a replay waits for each frame to be processed
+    #[arg(long, value_name = "FPS")]
+    pub replay_fps: Option<f64>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List V4L2 cameras with their formats, sizes and frame rates
+    Devices {
+        /// One JSON array instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Save camera frames as training pictures: <data>/<label>/<timestamp>-<n>.jpg
+    Capture {
+        /// What the camera is looking at (becomes the label folder)
+        #[arg(long, short = 'l')]
+        label: String,
+        /// Pictures to take
+        #[arg(long, short = 'n', default_value_t = 20)]
+        count: u64,
+        /// Time between pictures (e.g. 500ms, 2s)
+        #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// Seconds to count down before the first picture
+        #[arg(long, default_value_t = 0)]
+        countdown: u64,
+        /// Dataset folder (one sub-folder per label)
+        #[arg(long, short = 'd', value_name = "DIR", default_value = "dataset")]
+        data: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Classify frames in real time; one JSON line per result on stdout
+    Run {
+        /// Head file from `edge-tl train` (reloaded when it changes) [default: the backbone's
+        /// ImageNet classes]
+        #[arg(long, value_name = "FILE")]
+        head: Option<PathBuf>,
+        /// Below this (smoothed) probability the label is "unknown"
+        #[arg(long, value_name = "P")]
+        threshold: Option<f32>,
+        /// Average probabilities over this many frames (1 = no smoothing)
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        smooth: usize,
+        /// Print a result only when the label changes
+        #[arg(long)]
+        on_change: bool,
+        /// Labels listed per result
+        #[arg(long, default_value_t = 3)]
+        top: usize,
+        /// Stop after this many results
+        #[arg(long, value_name = "N")]
+        frames: Option<u64>,
+        /// Do not reload the head when its file changes
+        #[arg(long)]
+        no_watch: bool,
+        #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
+        model: ModelArg,
+    },
     /// List, inspect and install backbones
     Models {
         #[command(subcommand)]

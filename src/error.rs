@@ -252,3 +252,16 @@ pub enum TrainError {
     #[error(transparent)]
     Head(#[from] HeadError),
 }
+
+/// An error and its causes on one line ("a: b: c"), for log messages in the library where
+/// there is no anyhow context to print them.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

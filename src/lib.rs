@@ -3,17 +3,22 @@
 //! The modules follow the data: a [`frame`] is decoded and shaped by [`preprocess`], the
 //! [`model`] extractor turns it into an embedding, a [`head`] trained on a [`dataset`] turns
 //! embeddings into label probabilities, and [`predict`] / [`metrics`] make answers and numbers
-//! of those. [`pipeline`] strings the steps together for one picture.
+//! of those. [`pipeline`] strings the steps together for one picture. For the camera, a
+//! [`source`] delivers frames, [`live`] runs them through the pipeline in real time and a
+//! [`sink`] publishes the results.
 
 pub mod dataset;
 pub mod error;
 pub mod frame;
 pub mod head;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod predict;
 pub mod preprocess;
+pub mod sink;
+pub mod source;
 
 /// Folder of the shared test models and photos: `$EDGE_TL_SHARED`, default `../shared`.
 pub fn shared_dir() -> std::path::PathBuf {

@@ -1,11 +1,14 @@
 //! One file per command: thin shells that wire library parts together and print results.
 
 mod bench;
+mod capture;
 mod classify;
+mod devices;
 mod dump_inputs;
 mod eval;
 mod models;
 mod predict;
+mod run;
 mod train;
 
 use std::path::Path;
@@ -26,6 +29,45 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ModelsCommand::List { json } => models::list(json),
             ModelsCommand::Pull { name, from, dir } => models::pull(&name, from.as_deref(), dir),
         },
+        Command::Devices { json } => devices::run(json),
+        Command::Capture {
+            label,
+            count,
+            interval,
+            countdown,
+            data,
+            source,
+        } => capture::run(capture::CaptureArgs {
+            label,
+            count,
+            interval,
+            countdown,
+            data,
+            source,
+        }),
+        Command::Run {
+            head,
+            threshold,
+            smooth,
+            on_change,
+            top,
+            frames,
+            no_watch,
+            source,
+            model,
+        } => run::run(run::RunArgs {
+            head,
+            live: edge_tl::live::LiveOptions {
+                top,
+                smooth,
+                threshold,
+                on_change,
+                max_frames: frames,
+            },
+            watch: !no_watch,
+            source,
+            model: model.model,
+        }),
         Command::Classify {
             files,
             top,
@@ -139,6 +181,35 @@ fn styled_bar(what: &str, template: &str) -> ProgressBar {
     );
     bar.set_message(what.to_string());
     bar
+}
+
+/// Opens the source named on the command line.
+fn open_source(
+    args: &crate::cli::SourceArgs,
+) -> anyhow::Result<Box<dyn edge_tl::source::FrameSource>> {
+    let options = edge_tl::source::SourceOptions {
+        looping: args.looping,
+        replay_fps: args.replay_fps,
+        camera: edge_tl::source::Want {
+            format: args.format,
+            size: args.size,
+            fps: args.fps,
+        },
+    };
+    Ok(edge_tl::source::open(&args.source, &options)?)
+}
+
+/// A flag set by SIGINT or SIGTERM; a second SIGINT ends the process at once.
+fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())
+            .context("installing the signal handler")?;
+        signal_hook::flag::register(signal, stop.clone())
+            .context("installing the signal handler")?;
+    }
+    Ok(stop)
 }
 
 /// Classifies each file and prints one line (or JSON object) per file; a file that cannot be

@@ -3,6 +3,7 @@
 //! dataset reads no pixels; [`embed`] turns it into embeddings, through the cache.
 
 pub mod cache;
+pub mod capture;
 pub mod embed;
 
 use std::path::{Path, PathBuf};

@@ -5,4 +5,5 @@ mod accuracy;
 mod cli;
 mod common;
 mod decode;
+mod live;
 mod pull;

@@ -1,0 +1,718 @@
+//! The camera side end to end through the binary, with real substitutes for a camera: a
+//! folder replay, a recorded MJPEG file and a loopback HTTP MJPEG server. What `run` says
+//! about a frame must be exactly what `predict` says about the same JPEG.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use edge_tl::source::jpeg_stream::write_part;
+use edge_tl::source::recording::camera_frame;
+use edge_tl::source::Size;
+use serde_json::Value;
+
+use crate::common::{
+    cache_dir, edge_tl, pictures, shared, small_catsdogs, stderr, stdout, train_cli,
+};
+
+/// A head, 12 camera frames (640x480 JPEGs: cat, dog, cat, ...) as files and as one
+/// multipart recording, and what `predict` says about each frame.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    head: PathBuf,
+    frames: PathBuf,
+    stream: PathBuf,
+    jpegs: Vec<Vec<u8>>,
+    /// (label, prob) per frame from `edge-tl predict --json`.
+    predicted: Vec<(String, f64)>,
+}
+
+const FRAMES: usize = 12;
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let data = root.join("data");
+        small_catsdogs(&data, 20);
+        let head = root.join("catsdogs.head");
+        let cache = cache_dir();
+        let out = train_cli(
+            &data,
+            &head,
+            &["--folds", "0", "--cache-dir", cache.to_str().unwrap()],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+
+        let cats = pictures("catsdogs/test/cat", FRAMES / 2);
+        let dogs = pictures("catsdogs/test/dog", FRAMES / 2);
+        let frames = root.join("frames");
+        std::fs::create_dir_all(&frames).unwrap();
+        let size = Size {
+            width: 640,
+            height: 480,
+        };
+        let mut jpegs = Vec::new();
+        let mut recording = Vec::new();
+        for (i, photo) in cats.iter().zip(&dogs).flat_map(|(c, d)| [c, d]).enumerate() {
+            let jpeg = camera_frame(photo, size).unwrap();
+            std::fs::write(frames.join(format!("{i:03}.jpg")), &jpeg).unwrap();
+            write_part(&mut recording, &jpeg).unwrap();
+            jpegs.push(jpeg);
+        }
+        let stream = root.join("stream.mjpg");
+        std::fs::write(&stream, &recording).unwrap();
+
+        let mut args = vec![
+            "predict".to_string(),
+            head.display().to_string(),
+            "--json".into(),
+        ];
+        args.extend((0..FRAMES).map(|i| frames.join(format!("{i:03}.jpg")).display().to_string()));
+        let out = edge_tl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let predicted: Vec<(String, f64)> = json_lines(&stdout(&out))
+            .iter()
+            .map(|v| {
+                (
+                    v["label"].as_str().unwrap().to_string(),
+                    v["prob"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(predicted.len(), FRAMES);
+        // The head sees cats and dogs in the camera frames, alternating.
+        let right = predicted
+            .iter()
+            .enumerate()
+            .filter(|(i, (label, _))| label == if i % 2 == 0 { "cat" } else { "dog" })
+            .count();
+        assert!(right >= FRAMES - 1, "{predicted:?}");
+        Fixture {
+            _dir: dir,
+            head,
+            frames,
+            stream,
+            jpegs,
+            predicted,
+        }
+    })
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Every result equals `predict` on the frame it names (by position in the source).
+fn assert_same_as_predict(lines: &[Value], f: &Fixture) {
+    for line in lines {
+        let frame = line["frame"].as_u64().unwrap() as usize % FRAMES;
+        let (label, prob) = &f.predicted[frame];
+        assert_eq!(line["label"], label.as_str(), "frame {frame}: {line}");
+        // The same f32 (JSON may print it with f32 or f64 digits).
+        let got = line["prob"].as_f64().unwrap() as f32;
+        assert_eq!(got, *prob as f32, "frame {frame}: {line}");
+    }
+}
+
+fn path_arg(prefix: &str, p: &Path) -> String {
+    format!("{prefix}{}", p.display())
+}
+
+#[test]
+fn run_on_a_replay_says_what_predict_says_and_ends_by_itself() {
+    let f = fixture();
+    let head = f.head.to_str().unwrap();
+    for source in [path_arg("dir:", &f.frames), path_arg("file:", &f.stream)] {
+        let out = edge_tl(&["run", "--head", head, "--source", &source, "--top", "2"]);
+        assert!(out.status.success(), "{source}: {}", stderr(&out));
+        let lines = json_lines(&stdout(&out));
+        assert_eq!(
+            lines.len(),
+            FRAMES,
+            "{source}: a replay processes every frame"
+        );
+        let frames: Vec<u64> = lines.iter().map(|l| l["frame"].as_u64().unwrap()).collect();
+        assert_eq!(frames, (0..FRAMES as u64).collect::<Vec<_>>());
+        assert_same_as_predict(&lines, f);
+        for l in &lines {
+            assert_eq!(l["top"].as_array().unwrap().len(), 2);
+            assert_eq!(l["dropped"], 0);
+            for stage in ["decode", "resize", "extract", "head", "total"] {
+                assert!(l["latency_ms"][stage].as_f64().unwrap() >= 0.0, "{l}");
+            }
+            assert!(l["ts"].as_str().unwrap().ends_with('Z'));
+        }
+        assert!(
+            stderr(&out).contains("12 frames classified, 0 dropped"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn smoothing_threshold_and_on_change_shape_the_output() {
+    let f = fixture();
+    let head = f.head.to_str().unwrap();
+    let frames = path_arg("dir:", &f.frames);
+    // Alternating cat/dog averaged over two frames hovers near 0.5: under 0.9 it is unknown.
+    let out = edge_tl(&[
+        "run",
+        "--head",
+        head,
+        "--source",
+        &frames,
+        "--smooth",
+        "2",
+        "--threshold",
+        "0.9",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&stdout(&out));
+    assert_eq!(
+        lines[0]["label"],
+        f.predicted[0].0.as_str(),
+        "one frame is not averaged"
+    );
+    assert!(
+        lines[1..].iter().all(|l| l["label"] == "unknown"),
+        "{lines:?}"
+    );
+    let p1 = lines[1]["top"].as_array().unwrap();
+    let sum: f64 = p1.iter().map(|t| t["prob"].as_f64().unwrap()).sum();
+    assert!(
+        (sum - 1.0).abs() < 1e-5,
+        "smoothed probabilities still sum to 1: {p1:?}"
+    );
+
+    // Only changes: with the raw labels alternating, every result is a change; smoothed
+    // and thresholded, only the first and the switch to unknown are.
+    let out = edge_tl(&["run", "--head", head, "--source", &frames, "--on-change"]);
+    let changes = json_lines(&stdout(&out));
+    let mut expected = 1;
+    for w in f.predicted.windows(2) {
+        expected += usize::from(w[0].0 != w[1].0);
+    }
+    assert_eq!(changes.len(), expected);
+    let out = edge_tl(&[
+        "run",
+        "--head",
+        head,
+        "--source",
+        &frames,
+        "--on-change",
+        "--smooth",
+        "2",
+        "--threshold",
+        "0.9",
+    ]);
+    let labels: Vec<Value> = json_lines(&stdout(&out))
+        .iter()
+        .map(|l| l["label"].clone())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            Value::from(f.predicted[0].0.as_str()),
+            Value::from("unknown")
+        ]
+    );
+}
+
+#[test]
+fn without_a_head_run_names_imagenet_classes() {
+    let f = fixture();
+    let out = edge_tl(&[
+        "run",
+        "--source",
+        &path_arg("dir:", &f.frames),
+        "--frames",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&stdout(&out));
+    assert_eq!(lines.len(), 2, "--frames stops the loop");
+    let first = lines[0]["top"].as_array().unwrap();
+    assert!(
+        first
+            .iter()
+            .any(|t| t["label"].as_str().unwrap().contains("cat")),
+        "a cat photo: {first:?}"
+    );
+}
+
+#[test]
+fn a_live_source_faster_than_inference_drops_frames_instead_of_queueing() {
+    let f = fixture();
+    let out = edge_tl(&[
+        "run",
+        "--head",
+        f.head.to_str().unwrap(),
+        "--source",
+        &path_arg("dir:", &f.frames),
+        "--loop",
+        "--replay-fps",
+        "200",
+        "--frames",
+        "15",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&stdout(&out));
+    assert_eq!(lines.len(), 15);
+    for (i, l) in lines.iter().enumerate() {
+        // Every frame before this one was either classified or dropped, never left queued.
+        let frame = l["frame"].as_u64().unwrap();
+        assert!(l["dropped"].as_u64().unwrap() >= frame - i as u64, "{l}");
+    }
+    let frames: Vec<u64> = lines.iter().map(|l| l["frame"].as_u64().unwrap()).collect();
+    assert!(frames.windows(2).all(|w| w[0] < w[1]), "{frames:?}");
+    assert!(
+        frames.windows(2).any(|w| w[1] > w[0] + 1),
+        "frames were skipped: {frames:?}"
+    );
+    assert!(lines.last().unwrap()["dropped"].as_u64().unwrap() > 0);
+    // What was classified is still classified right.
+    assert_same_as_predict(&lines, f);
+}
+
+#[test]
+fn bad_frames_are_named_and_the_replay_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fixture();
+    std::fs::copy(f.frames.join("000.jpg"), dir.path().join("a.jpg")).unwrap();
+    for bad in ["truncated.jpg", "text_not_image.jpg", "zero_bytes.jpg"] {
+        std::fs::copy(
+            shared().join("data/bad").join(bad),
+            dir.path().join(format!("b_{bad}")),
+        )
+        .unwrap();
+    }
+    std::fs::copy(f.frames.join("001.jpg"), dir.path().join("c.jpg")).unwrap();
+    let out = edge_tl(&[
+        "run",
+        "--head",
+        f.head.to_str().unwrap(),
+        "--source",
+        &path_arg("dir:", dir.path()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&stdout(&out));
+    let names: Vec<&str> = lines.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert!(
+        names[0].ends_with("a.jpg") && names[1].ends_with("c.jpg"),
+        "{names:?}"
+    );
+    let err = stderr(&out);
+    for bad in ["truncated.jpg", "text_not_image.jpg", "zero_bytes.jpg"] {
+        assert!(err.contains(&format!("b_{bad}")), "{bad} named: {err}");
+    }
+    assert!(err.contains("3 undecodable"), "{err}");
+}
+
+#[test]
+fn sources_that_cannot_work_say_why() {
+    let f = fixture();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["run", "--source", "v4l:/dev/video63"],
+            "no camera at /dev/video63: ",
+        ),
+        (
+            &["run", "--source", "rtsp://x"],
+            "unknown source \"rtsp://x\": use v4l:/dev/videoN",
+        ),
+        (
+            &["run", "--source", "dir:/nonexistent/frames"],
+            "/nonexistent/frames: No such file",
+        ),
+        (
+            &["run", "--source", "http://127.0.0.1:9/stream"],
+            "http://127.0.0.1:9/stream: cannot connect",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = edge_tl(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::write(empty.path().join("x.mjpg"), b"no frames here").unwrap();
+    let out = edge_tl(&[
+        "run",
+        "--head",
+        f.head.to_str().unwrap(),
+        "--source",
+        &path_arg("file:", &empty.path().join("x.mjpg")),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("holds no JPEG frames"),
+        "{}",
+        stderr(&out)
+    );
+    let out = edge_tl(&["devices"]);
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("no cameras on this machine"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// `edge-tl` running in the background, its JSON lines arriving on a channel.
+struct Background {
+    child: Child,
+    lines: Receiver<Value>,
+    stderr: Arc<std::sync::Mutex<String>>,
+}
+
+impl Background {
+    fn start(args: &[&str]) -> Background {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edge-tl"))
+            .args(args)
+            .env("EDGE_TL_MODELS", shared().join("models"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    return;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Background {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// Lines until one satisfies `until` (included), failing after a minute.
+    fn wait_for(&self, what: &str, until: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut seen = Vec::new();
+        while Instant::now() < deadline {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                let done = until(&line);
+                seen.push(line);
+                if done {
+                    return seen;
+                }
+            }
+        }
+        panic!("no {what} within 90 s; stderr: {}", self.stderr());
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> (ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        (status, self.stderr())
+    }
+}
+
+/// Serves the fixture's frames as `multipart/x-mixed-replace`: the first connection gets
+/// frames 0..6 and is then cut; the next gets 6..12 and is held open.
+fn flaky_mjpeg_server(jpegs: Vec<Vec<u8>>, done: Arc<AtomicBool>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/stream.mjpg", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for (connection, range) in [(0, 0..6), (1, 6..FRAMES)] {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && socket.read(&mut byte).unwrap_or(0) == 1 {
+                request.push(byte[0]);
+            }
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; \
+                        boundary=edgetlframe\r\nConnection: close\r\n\r\n";
+            socket.write_all(head.as_bytes()).unwrap();
+            for i in range {
+                let mut part = Vec::new();
+                write_part(&mut part, &jpegs[i]).unwrap();
+                if socket.write_all(&part).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(150));
+            }
+            if connection == 1 {
+                while !done.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    });
+    url
+}
+
+#[test]
+fn an_http_stream_that_drops_is_reconnected_and_sigterm_stops_cleanly() {
+    let f = fixture();
+    let done = Arc::new(AtomicBool::new(false));
+    let url = flaky_mjpeg_server(f.jpegs.clone(), done.clone());
+    let run = Background::start(&["run", "--head", f.head.to_str().unwrap(), "--source", &url]);
+    let lines = run.wait_for("the last frame", |l| l["frame"] == FRAMES as u64 - 1);
+    let (status, err) = run.terminate();
+    done.store(true, Ordering::SeqCst);
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(err.contains("disconnected"), "{err}");
+    assert!(err.contains(" 1 reconnects"), "{err}");
+    assert!(
+        lines.iter().any(|l| l["frame"].as_u64().unwrap() < 6),
+        "frames before the cut"
+    );
+    assert_same_as_predict(&lines, f);
+}
+
+#[test]
+fn a_new_head_is_swapped_in_and_a_broken_one_refused() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let head = dir.path().join("live.head");
+    std::fs::copy(&f.head, &head).unwrap();
+    let run = Background::start(&[
+        "run",
+        "--head",
+        head.to_str().unwrap(),
+        "--source",
+        &path_arg("dir:", &f.frames),
+        "--loop",
+        "--replay-fps",
+        "5",
+    ]);
+    run.wait_for("a first result", |l| {
+        l["label"] == "cat" || l["label"] == "dog"
+    });
+
+    // Retrain under other names into the same file, as a user would.
+    let data = dir.path().join("renamed");
+    for (from, to) in [("cat", "kitty"), ("dog", "puppy")] {
+        std::fs::create_dir_all(data.join(to)).unwrap();
+        for p in pictures(&format!("catsdogs/train/{from}"), 10) {
+            std::fs::copy(&p, data.join(to).join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let cache = cache_dir();
+    let out = train_cli(
+        &data,
+        &head,
+        &["--folds", "0", "--cache-dir", cache.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    run.wait_for("the new head's labels", |l| {
+        l["label"] == "kitty" || l["label"] == "puppy"
+    });
+
+    // A broken head file (renamed into place, so it is whole but wrong) is refused.
+    let tmp = dir.path().join("broken.tmp");
+    std::fs::write(&tmp, b"{\"format\": \"edge-tl-head\", \"version\": 1}").unwrap();
+    std::fs::rename(&tmp, &head).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !run.stderr().contains("keeping the head in use") {
+        assert!(
+            Instant::now() < deadline,
+            "no error for the broken head: {}",
+            run.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = run.wait_for("results after the broken head", |_| true);
+    let more = run.wait_for("more results", |_| true);
+    for l in after.iter().chain(&more) {
+        assert!(
+            l["label"] == "kitty" || l["label"] == "puppy",
+            "old head kept: {l}"
+        );
+    }
+    let (status, err) = run.terminate();
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains(head.to_str().unwrap()),
+        "the broken file is named: {err}"
+    );
+    assert!(err.contains("1 head reloads"), "{err}");
+}
+
+fn jpgs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn capture_saves_whole_named_frames_and_refuses_bad_labels() {
+    let f = fixture();
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let frames = path_arg("dir:", &f.frames);
+    let out = edge_tl(&[
+        "capture",
+        "--label",
+        "cat",
+        "--count",
+        "4",
+        "--interval",
+        "0ms",
+        "--data",
+        d,
+        "--source",
+        &frames,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let saved = jpgs(&data.path().join("cat"));
+    assert_eq!(saved.len(), 4);
+    for (i, p) in saved.iter().enumerate() {
+        let name = p.file_name().unwrap().to_str().unwrap();
+        let (stamp, n) = name.strip_suffix(".jpg").unwrap().rsplit_once('-').unwrap();
+        assert_eq!(n.parse::<usize>().unwrap(), i + 1, "{name}");
+        assert!(
+            stamp.len() == 20 && stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T',
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::read(p).unwrap(),
+            f.jpegs[i],
+            "camera JPEGs are kept as they came"
+        );
+    }
+
+    // A recording shorter than --count: everything is saved and the command ends well.
+    let out = edge_tl(&[
+        "capture",
+        "--label",
+        "dog",
+        "--count",
+        "50",
+        "--interval",
+        "0ms",
+        "--data",
+        d,
+        "--source",
+        &path_arg("file:", &f.stream),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the source ended"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(jpgs(&data.path().join("dog")).len(), FRAMES);
+
+    for (label, problem) in [
+        ("../x", "a label must not contain path separators"),
+        ("", "a label must not be empty"),
+        (".hidden", "a label must not start with a dot"),
+    ] {
+        let out = edge_tl(&[
+            "capture", "--label", label, "--data", d, "--source", &frames,
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains(&format!("invalid label {label:?}: {problem}")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let labels: Vec<_> = std::fs::read_dir(data.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(labels.len(), 2, "{labels:?}");
+
+    // The captured dataset trains.
+    let head = data.path().join("captured.head");
+    let out = train_cli(data.path(), &head, &["--folds", "0", "--no-cache"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn sigterm_during_capture_keeps_every_saved_frame_whole() {
+    let f = fixture();
+    let data = tempfile::tempdir().unwrap();
+    let run = Background::start(&[
+        "capture",
+        "--label",
+        "cat",
+        "--count",
+        "1000",
+        "--interval",
+        "100ms",
+        "--data",
+        data.path().to_str().unwrap(),
+        "--source",
+        &path_arg("dir:", &f.frames),
+        "--loop",
+    ]);
+    let dir = data.path().join("cat");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while jpgs(&dir)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .count()
+        < 3
+    {
+        assert!(Instant::now() < deadline, "{}", run.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, err) = run.terminate();
+    assert!(status.success(), "{status:?}: {err}");
+    assert!(err.contains("stopped"), "{err}");
+    let files = jpgs(&dir);
+    assert!(files.len() >= 3);
+    for p in &files {
+        let name = p.file_name().unwrap().to_string_lossy();
+        assert!(
+            name.ends_with(".jpg") && !name.starts_with('.'),
+            "left behind: {name}"
+        );
+        edge_tl::preprocess::decode_file(p).unwrap();
+    }
+    assert!(
+        err.contains(&format!("saved {} pictures", files.len())),
+        "{err}"
+    );
+}
