@@ -209,6 +209,13 @@ pub enum Command {
         /// Dataset for the training-time measurement [default: shared catsdogs/train]
         #[arg(long, value_name = "DIR")]
         train_data: Option<PathBuf>,
+        /// Recorded MJPEG stream for the camera-loop measurement [default: the photos as a
+        /// 640x480 recording]
+        #[arg(long, value_name = "FILE")]
+        stream: Option<PathBuf>,
+        /// Frames to run through the camera loop (0 = skip that measurement)
+        #[arg(long, default_value_t = 60, value_name = "N")]
+        loop_frames: u64,
         /// Print one JSON object
         #[arg(long)]
         json: bool,

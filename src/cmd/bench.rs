@@ -29,19 +29,37 @@ struct Report {
     preprocess_ms_p50: f64,
     train_samples: usize,
     train_ms: Option<f64>,
+    #[serde(rename = "loop")]
+    camera_loop: Option<super::bench_loop::LoopReport>,
     peak_rss_mib: Option<f64>,
 }
 
-pub fn run(
-    photos: Option<PathBuf>,
-    rounds: usize,
-    train_data: Option<PathBuf>,
-    json: bool,
-    model: Option<&str>,
-) -> anyhow::Result<ExitCode> {
+/// What `edge-tl bench` measures on.
+pub struct BenchArgs {
+    pub photos: Option<PathBuf>,
+    pub rounds: usize,
+    pub train_data: Option<PathBuf>,
+    pub stream: Option<PathBuf>,
+    pub loop_frames: u64,
+    pub json: bool,
+    pub model: Option<String>,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let BenchArgs {
+        photos,
+        rounds,
+        train_data,
+        json,
+        ..
+    } = args;
     let start = Instant::now();
-    let model = store::resolve(model.or(Some(edge_tl::model::manifest::DEFAULT_MODEL)))
-        .context("choosing the backbone (--model)")?;
+    let model = store::resolve(Some(
+        args.model
+            .as_deref()
+            .unwrap_or(edge_tl::model::manifest::DEFAULT_MODEL),
+    ))
+    .context("choosing the backbone (--model)")?;
     let extractor = Extractor::load(&model, Outputs::Embedding)
         .with_context(|| format!("loading {}", model.path.display()))?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -107,6 +125,15 @@ pub fn run(
             (0, None)
         }
     };
+    let camera_loop = match args.loop_frames {
+        0 => None,
+        n => Some(super::bench_loop::measure(
+            &model,
+            args.stream.as_deref(),
+            &files,
+            n,
+        )?),
+    };
     let report = Report {
         model: model.manifest.name.clone(),
         model_path: model.path.clone(),
@@ -120,6 +147,7 @@ pub fn run(
         preprocess_ms_p50: percentile(&mut preprocess_ms, 0.5),
         train_samples,
         train_ms,
+        camera_loop,
         peak_rss_mib: peak_rss_mib(),
     };
     if json {
@@ -148,6 +176,16 @@ pub fn run(
                 report.train_samples
             );
         }
+        if let Some(l) = &report.camera_loop {
+            println!(
+                "camera loop           {:.1} frames/s over {} frames of {}",
+                l.fps, l.frames, l.stream
+            );
+            println!(
+                "  per stage p50       decode {:.1} ms, resize {:.1} ms, extract {:.1} ms, head {:.2} ms",
+                l.decode_ms_p50, l.resize_ms_p50, l.extract_ms_p50, l.head_ms_p50
+            );
+        }
         if let Some(r) = report.peak_rss_mib {
             println!("peak RSS              {r:.0} MiB");
         }
@@ -156,7 +194,7 @@ pub fn run(
 }
 
 /// Nearest-rank percentile (`q` in 0..1) of the values; NaN when empty.
-fn percentile(values: &mut [f64], q: f64) -> f64 {
+pub(super) fn percentile(values: &mut [f64], q: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }

@@ -1,6 +1,7 @@
 //! One file per command: thin shells that wire library parts together and print results.
 
 mod bench;
+mod bench_loop;
 mod capture;
 mod classify;
 mod devices;
@@ -115,9 +116,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             photos,
             rounds,
             train_data,
+            stream,
+            loop_frames,
             json,
             model,
-        } => bench::run(photos, rounds, train_data, json, model.model.as_deref()),
+        } => bench::run(bench::BenchArgs {
+            photos,
+            rounds,
+            train_data,
+            stream,
+            loop_frames,
+            json,
+            model: model.model,
+        }),
         Command::DumpInputs {
             out,
             files,

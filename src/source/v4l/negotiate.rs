@@ -175,33 +175,42 @@ fn describe_want(want: &Want) -> String {
     parts.join(" ")
 }
 
-/// One line per format and size: "MJPEG 640x480 at 30, 15 fps".
+/// One line per readable format and size ("  MJPEG 640x480 at 30, 15 fps"), then one line
+/// naming the formats edge-tl cannot read (test drivers list dozens of Bayer variants).
 pub fn describe_modes(modes: &[Mode]) -> String {
     if modes.is_empty() {
         return "  (nothing: the driver lists no capture formats)".to_string();
     }
-    modes
+    let mut lines: Vec<String> = modes
         .iter()
-        .map(|m| {
-            let name = PixelFormat::from_fourcc(m.fourcc).map_or_else(
-                || {
-                    format!(
-                        "{} (not readable by edge-tl)",
-                        String::from_utf8_lossy(&m.fourcc)
-                    )
-                },
-                |f| f.to_string(),
-            );
+        .filter_map(|m| {
+            let format = PixelFormat::from_fourcc(m.fourcc)?;
             let rates = if m.fps.is_empty() {
                 String::new()
             } else {
                 let r: Vec<String> = m.fps.iter().map(|f| format!("{}", round2(*f))).collect();
                 format!(" at {} fps", r.join(", "))
             };
-            format!("  {name} {}{rates}", m.size)
+            Some(format!("  {format} {}{rates}", m.size))
         })
-        .collect::<Vec<_>>()
-        .join("\n")
+        .collect();
+    let mut other: Vec<String> = Vec::new();
+    for m in modes
+        .iter()
+        .filter(|m| PixelFormat::from_fourcc(m.fourcc).is_none())
+    {
+        let name = String::from_utf8_lossy(&m.fourcc).trim().to_string();
+        if !other.contains(&name) {
+            other.push(name);
+        }
+    }
+    if !other.is_empty() {
+        lines.push(format!(
+            "  (also {}, which edge-tl cannot read)",
+            other.join(", ")
+        ));
+    }
+    lines.join("\n")
 }
 
 fn round2(x: f64) -> f64 {
@@ -307,7 +316,7 @@ mod tests {
             err.offered,
             "  MJPEG 1280x720 at 30, 15 fps\n  MJPEG 640x480 at 30, 15 fps\n  \
              YUYV 640x480 at 30, 15, 5 fps\n  YUYV 320x240 at 30 fps\n  \
-             H264 (not readable by edge-tl) 1920x1080 at 30 fps"
+             (also H264, which edge-tl cannot read)"
         );
         let want = Want {
             fps: Some(60.0),
