@@ -9,7 +9,7 @@ bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys
 work="${EXAMPLE_DIR:-$(mktemp -d)}"
 export EDGE_TL_MODELS="$work/models"
 set -x
-"$bin" models pull mobilenet-v2-int8 --from "$shared/models/mobilenet_v2_1.0_224_quant_qdq.onnx"
+"$bin" models pull mobilenet-v2-f32 --from "$shared/models/mobilenet_v2_1.0_224_quant_deq_f32.onnx"
 "$bin" train --data "$shared/data/catsdogs/train" --out "$work/catsdogs.head"
 "$bin" eval "$work/catsdogs.head" "$shared/data/catsdogs/test"
 "$bin" predict "$work/catsdogs.head" "$shared/data/catsdogs/test/cat/cat.101.jpg" "$shared/data/catsdogs/test/dog/dog.102.jpg"

@@ -16,9 +16,26 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct ModelArg {
     /// Backbone: a name from `edge-tl models list`, or a path to an .onnx file or a manifest
-    /// .toml [default: the head's backbone, else mobilenet-v2-int8]
+    /// .toml [default: the head's backbone, else mobilenet-v2-f32]
     #[arg(long, short = 'm', env = "EDGE_TL_MODEL", value_name = "NAME|PATH")]
     pub model: Option<String>,
+}
+
+/// Threads per picture, for commands that run pictures one after another.
+#[derive(Debug, Clone, Args)]
+pub struct ThreadsArg {
+    /// Threads the backbone uses for each picture [default: all cores]
+    #[arg(long, short = 't', env = "EDGE_TL_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+impl ThreadsArg {
+    /// The count asked for, else all cores.
+    pub fn resolve(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
 }
 
 /// Embedding settings shared by train and eval.
@@ -117,6 +134,8 @@ pub enum Command {
         source: SourceArgs,
         #[command(flatten)]
         model: ModelArg,
+        #[command(flatten)]
+        threads: ThreadsArg,
     },
     /// List, inspect and install backbones
     Models {
@@ -136,6 +155,8 @@ pub enum Command {
         json: bool,
         #[command(flatten)]
         model: ModelArg,
+        #[command(flatten)]
+        threads: ThreadsArg,
     },
     /// Train a head on a dataset folder (<data>/<label>/*.jpg)
     Train {
@@ -183,6 +204,8 @@ pub enum Command {
         json: bool,
         #[command(flatten)]
         model: ModelArg,
+        #[command(flatten)]
+        threads: ThreadsArg,
     },
     /// Measure a head on a labelled test folder (<testset>/<label>/*.jpg)
     Eval {
@@ -216,11 +239,16 @@ pub enum Command {
         /// Frames to run through the camera loop (0 = skip that measurement)
         #[arg(long, default_value_t = 60, value_name = "N")]
         loop_frames: u64,
+        /// Also print where the extractor's time goes, per operator kind
+        #[arg(long)]
+        profile: bool,
         /// Print one JSON object
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         model: ModelArg,
+        #[command(flatten)]
+        threads: ThreadsArg,
     },
     /// Write the input tensors edge-tl feeds the network, for comparison with other runtimes
     DumpInputs {

@@ -85,6 +85,11 @@ impl Pipeline {
         &self.extractor
     }
 
+    /// Threads the backbone uses per picture; see [`Extractor::set_threads`].
+    pub fn set_threads(&mut self, threads: usize) {
+        self.extractor.set_threads(threads);
+    }
+
     /// The head in use, if any, and where it was loaded from.
     pub fn head(&self) -> Option<(&Head, &Path)> {
         self.head.as_ref().zip(self.head_path.as_deref())

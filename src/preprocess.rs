@@ -12,6 +12,10 @@ use crate::error::DecodeError;
 use crate::frame::Frame;
 use crate::model::manifest::{DType, Layout, Manifest, Normalize, ResizeFilter, ResizeMode};
 
+/// Bumped whenever decoding or resizing changes what pixels reach the network: the embedding
+/// cache is keyed by it. 2: SIMD resizing (fast_image_resize) replaced `image`'s.
+pub const PREPROCESS_VERSION: u32 = 2;
+
 /// Largest picture edge-tl will decode: 50 megapixels (a 12 MP camera gives 12). Larger
 /// pictures are refused before any pixel buffer is allocated (decompression-bomb guard).
 pub const MAX_PIXELS: u64 = 50_000_000;
@@ -179,28 +183,34 @@ impl InputTensor {
 
 /// Resizes a frame to the model's input size the way the manifest says.
 pub fn resize_for(frame: &Frame, manifest: &Manifest) -> image::RgbImage {
+    use fast_image_resize::{images::Image, images::ImageRef, FilterType, PixelType, ResizeAlg};
     let (h, w) = manifest.input_size();
-    let filter = match manifest.preprocess.filter {
-        ResizeFilter::Bilinear => image::imageops::FilterType::Triangle,
-        ResizeFilter::Nearest => image::imageops::FilterType::Nearest,
-    };
     let src = &frame.image;
     if src.width() == w && src.height() == h {
         return src.clone();
     }
-    match manifest.preprocess.resize {
-        ResizeMode::Stretch => image::imageops::resize(src, w, h, filter),
-        ResizeMode::CenterCrop => {
-            let scale = f64::max(
-                f64::from(w) / f64::from(src.width()),
-                f64::from(h) / f64::from(src.height()),
-            );
-            let sw = ((f64::from(src.width()) * scale).round() as u32).max(w);
-            let sh = ((f64::from(src.height()) * scale).round() as u32).max(h);
-            let scaled = image::imageops::resize(src, sw, sh, filter);
-            image::imageops::crop_imm(&scaled, (sw - w) / 2, (sh - h) / 2, w, h).to_image()
-        }
+    let alg = match manifest.preprocess.filter {
+        ResizeFilter::Bilinear => ResizeAlg::Convolution(FilterType::Bilinear),
+        ResizeFilter::Nearest => ResizeAlg::Nearest,
+    };
+    let mut options = fast_image_resize::ResizeOptions::new().resize_alg(alg);
+    if manifest.preprocess.resize == ResizeMode::CenterCrop {
+        options = options.fit_into_destination(None);
     }
+    let mut dst = Image::new(w, h, PixelType::U8x3);
+    // An RGB buffer of width * height * 3 bytes is always a valid U8x3 image (alignment 1).
+    let view = ImageRef::new(src.width(), src.height(), src.as_raw(), PixelType::U8x3)
+        .expect("an RgbImage is a U8x3 image");
+    RESIZER
+        .with_borrow_mut(|r| r.resize(&view, &mut dst, &options))
+        .expect("same pixel type, non-empty sizes");
+    image::RgbImage::from_raw(w, h, dst.into_vec()).expect("w * h * 3 bytes")
+}
+
+thread_local! {
+    /// The resizer keeps its scratch buffers and chosen SIMD path between calls.
+    static RESIZER: std::cell::RefCell<fast_image_resize::Resizer> =
+        std::cell::RefCell::new(fast_image_resize::Resizer::new());
 }
 
 /// Turns a frame into the model's input tensor: resize, then layout and value range.

@@ -29,6 +29,8 @@ struct Report {
     preprocess_ms_p50: f64,
     train_samples: usize,
     train_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<Vec<edge_tl::model::extractor::OpTime>>,
     #[serde(rename = "loop")]
     camera_loop: Option<super::bench_loop::LoopReport>,
     peak_rss_mib: Option<f64>,
@@ -43,6 +45,8 @@ pub struct BenchArgs {
     pub loop_frames: u64,
     pub json: bool,
     pub model: Option<String>,
+    pub threads: usize,
+    pub profile: bool,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -60,9 +64,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or(edge_tl::model::manifest::DEFAULT_MODEL),
     ))
     .context("choosing the backbone (--model)")?;
-    let extractor = Extractor::load(&model, Outputs::Embedding)
+    let mut extractor = Extractor::load(&model, Outputs::Embedding)
         .with_context(|| format!("loading {}", model.path.display()))?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
+    extractor.set_threads(args.threads);
     let photos = photos.unwrap_or_else(|| edge_tl::shared_dir().join("models/testdata"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&photos)
         .with_context(|| format!("reading {}", photos.display()))?
@@ -125,6 +130,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             (0, None)
         }
     };
+    let profile = if args.profile {
+        Some(extractor.profile(&inputs[0], rounds.max(1) * 3)?)
+    } else {
+        None
+    };
     let camera_loop = match args.loop_frames {
         0 => None,
         n => Some(super::bench_loop::measure(
@@ -132,6 +142,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             args.stream.as_deref(),
             &files,
             n,
+            args.threads,
         )?),
     };
     let report = Report {
@@ -139,7 +150,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         model_path: model.path.clone(),
         pictures: inputs.len(),
         rounds: rounds.max(1),
-        threads: 1,
+        threads: args.threads,
         load_ms,
         first_prediction_ms: first_prediction_ms.unwrap_or(f64::NAN),
         extract_ms_p50: percentile(&mut extract_ms, 0.5),
@@ -148,6 +159,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         train_samples,
         train_ms,
         camera_loop,
+        profile,
         peak_rss_mib: peak_rss_mib(),
     };
     if json {
@@ -161,7 +173,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         println!("load                  {:.0} ms", report.load_ms);
         println!("start-up to 1st pred  {:.0} ms", report.first_prediction_ms);
         println!(
-            "extract (1 thread)    p50 {:.1} ms, p90 {:.1} ms over {} runs",
+            "extract ({} thread{})  p50 {:.1} ms, p90 {:.1} ms over {} runs",
+            report.threads,
+            if report.threads == 1 { "" } else { "s" },
             report.extract_ms_p50,
             report.extract_ms_p90,
             extract_ms.len()
@@ -185,6 +199,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 "  per stage p50       decode {:.1} ms, resize {:.1} ms, extract {:.1} ms, head {:.2} ms",
                 l.decode_ms_p50, l.resize_ms_p50, l.extract_ms_p50, l.head_ms_p50
             );
+        }
+        if let Some(ops) = &report.profile {
+            println!("extractor profile (ms per picture, by operator kind):");
+            for o in ops.iter().filter(|o| o.ms >= 0.05) {
+                println!("  {:<28} {:>7.2} ms  ({} nodes)", o.op, o.ms, o.nodes);
+            }
         }
         if let Some(r) = report.peak_rss_mib {
             println!("peak RSS              {r:.0} MiB");

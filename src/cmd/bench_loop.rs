@@ -54,6 +54,7 @@ pub fn measure(
     stream: Option<&Path>,
     photos: &[PathBuf],
     frames: u64,
+    threads: usize,
 ) -> anyhow::Result<LoopReport> {
     let tmp = tempfile::tempdir()?;
     let (path, label) = match stream {
@@ -64,6 +65,7 @@ pub fn measure(
         ),
     };
     let mut pipeline = Pipeline::backbone(model)?;
+    pipeline.set_threads(threads);
     let options = SourceOptions {
         looping: true,
         ..SourceOptions::default()

@@ -12,9 +12,11 @@ pub fn run(
     top: usize,
     json: bool,
     model: Option<&str>,
+    threads: usize,
 ) -> anyhow::Result<ExitCode> {
     let model = super::resolve_model(model, None)?;
-    let pipeline =
+    let mut pipeline =
         Pipeline::backbone(&model).with_context(|| format!("loading {}", model.path.display()))?;
+    pipeline.set_threads(threads);
     super::print_classified(&pipeline, files, top, json)
 }

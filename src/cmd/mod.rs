@@ -56,7 +56,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_watch,
             source,
             model,
+            threads,
         } => run::run(run::RunArgs {
+            threads: threads.resolve(),
             head,
             live: edge_tl::live::LiveOptions {
                 top,
@@ -74,7 +76,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             top,
             json,
             model,
-        } => classify::run(&files, top, json, model.model.as_deref()),
+            threads,
+        } => classify::run(&files, top, json, model.model.as_deref(), threads.resolve()),
         Command::Train {
             data,
             out,
@@ -104,7 +107,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             top,
             json,
             model,
-        } => predict::run(&head, &files, top, json, model.model.as_deref()),
+            threads,
+        } => predict::run(
+            &head,
+            &files,
+            top,
+            json,
+            model.model.as_deref(),
+            threads.resolve(),
+        ),
         Command::Eval {
             head,
             testset,
@@ -118,9 +129,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             train_data,
             stream,
             loop_frames,
+            profile,
             json,
             model,
+            threads,
         } => bench::run(bench::BenchArgs {
+            profile,
+            threads: threads.threads.unwrap_or(1),
             photos,
             rounds,
             train_data,

@@ -13,15 +13,17 @@ pub fn run(
     top: usize,
     json: bool,
     model: Option<&str>,
+    threads: usize,
 ) -> anyhow::Result<ExitCode> {
     let head = super::load_head(head_path)?;
     let model = super::resolve_model(model, Some(&head))?;
-    let pipeline = Pipeline::with_head(&model, head, head_path).with_context(|| {
+    let mut pipeline = Pipeline::with_head(&model, head, head_path).with_context(|| {
         format!(
             "loading {} with head {}",
             model.path.display(),
             head_path.display()
         )
     })?;
+    pipeline.set_threads(threads);
     super::print_classified(&pipeline, files, top, json)
 }

@@ -18,6 +18,7 @@ pub struct RunArgs {
     pub watch: bool,
     pub source: SourceArgs,
     pub model: Option<String>,
+    pub threads: usize,
 }
 
 /// How often the head file is checked for a new version.
@@ -43,11 +44,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("loading {}", model.path.display()))?
         }
     };
+    pipeline.set_threads(args.threads);
     let source = super::open_source(&args.source)?;
     eprintln!(
-        "classifying {} into {} labels; Ctrl-C stops",
+        "classifying {} into {} labels on {} threads; Ctrl-C stops",
         source.describe(),
-        pipeline.labels().len()
+        pipeline.labels().len(),
+        args.threads
     );
     let feed = Feed::spawn(source, stop.clone());
     let mut watcher = match (&args.head, args.watch) {

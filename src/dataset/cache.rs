@@ -2,7 +2,9 @@
 //! retraining after new captures only runs the network on new pictures, and renaming or moving
 //! a picture costs nothing.
 //!
-//! One file per model: `<dir>/<model-sha256[..16]>-<dim>.emb`, a small binary format:
+//! One file per model and preprocessing version: `<dir>/<model-sha256[..16]>-<dim>-p<N>.emb`
+//! (a change to decoding or resizing changes the embeddings, so it must not reuse old ones),
+//! in a small binary format:
 //! magic `ETLEMB1\n`, dim (u32 LE), count (u32 LE), then per entry: 32-byte content sha256,
 //! one variant byte, dim f32 LE. Written to a temporary file and renamed, so a crash never
 //! leaves a half-written cache; an unreadable cache is ignored (it is only a cache).
@@ -38,7 +40,8 @@ impl EmbeddingCache {
     /// Opens (or starts) the cache of model `model_sha256` with `dim`-wide embeddings in `dir`.
     pub fn open(dir: &Path, model_sha256: &str, dim: usize) -> EmbeddingCache {
         let prefix = &model_sha256[..model_sha256.len().min(16)];
-        let path = dir.join(format!("{prefix}-{dim}.emb"));
+        let version = crate::preprocess::PREPROCESS_VERSION;
+        let path = dir.join(format!("{prefix}-{dim}-p{version}.emb"));
         let entries = match std::fs::read(&path) {
             Ok(bytes) => parse(&bytes, dim).unwrap_or_else(|| {
                 log::warn!(

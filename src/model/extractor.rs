@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
 
 use crate::error::ModelError;
@@ -35,13 +36,22 @@ pub struct Extractor {
     model: ResolvedModel,
     plan: Arc<TypedRunnableModel>,
     logits: bool,
+    /// Threads tract's matrix products and element-wise kernels use for one picture.
+    executor: Executor,
+    threads: usize,
+    /// Run states kept between pictures: a fresh state per run costs as much as a third of
+    /// the network's own time (buffers are sized and allocated on first use).
+    states: std::sync::Mutex<Vec<TypedSimpleState>>,
 }
+
+type TypedSimpleState = tract_onnx::tract_core::plan::SimpleState<TypedFact, Box<dyn TypedOp>>;
 
 impl std::fmt::Debug for Extractor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Extractor")
             .field("model", &self.model.manifest.name)
             .field("logits", &self.logits)
+            .field("threads", &self.threads)
             .finish()
     }
 }
@@ -84,7 +94,28 @@ impl Extractor {
             model: model.clone(),
             plan,
             logits: logits.is_some(),
+            executor: Executor::SingleThread,
+            threads: 1,
+            states: Default::default(),
         })
+    }
+
+    /// Runs each picture on `threads` threads (1 = on the caller's thread only). Worth it for
+    /// one stream of pictures (the camera loop); datasets are embedded a picture per thread.
+    pub fn set_threads(&mut self, threads: usize) {
+        let threads = threads.max(1);
+        if threads != self.threads {
+            self.threads = threads;
+            self.executor = match threads {
+                1 => Executor::SingleThread,
+                n => Executor::multithread_with_name(n, "edge-tl-extract"),
+            };
+        }
+    }
+
+    /// Threads per picture.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// The model this extractor runs.
@@ -106,10 +137,19 @@ impl Extractor {
             TensorData::F32(v) => Tensor::from_shape(&input.shape, v),
         }
         .map_err(err("building the input tensor"))?;
-        let outputs = self
-            .plan
-            .run(tvec!(tensor.into_tvalue()))
-            .map_err(err("running the network"))?;
+        let pooled = self.states.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut state = match pooled {
+            Some(s) => s,
+            None => self.plan.spawn().map_err(err("starting a run"))?,
+        };
+        let outputs = multithread_tract_scope(self.executor.clone(), || {
+            state.run(tvec!(tensor.into_tvalue()))
+        })
+        .map_err(err("running the network"))?;
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(state);
         let embedding = to_vec(&outputs[0]).map_err(err("reading the embedding"))?;
         if embedding.len() != m.embedding.dim {
             return Err(ModelError::Tract {
@@ -129,6 +169,58 @@ impl Extractor {
         };
         Ok(Features { embedding, logits })
     }
+}
+
+impl Extractor {
+    /// Where the time goes: runs `input` `runs` times and sums the time per operator kind
+    /// (tract's op names, e.g. `Conv`, `DepthWise`, `OptMatMul`), largest first, in ms per run.
+    pub fn profile(&self, input: &InputTensor, runs: usize) -> Result<Vec<OpTime>, ModelError> {
+        let m = &self.model.manifest;
+        let err = |what: &str| tract_error(&m.name, what);
+        let tensor = match &input.data {
+            TensorData::U8(v) => Tensor::from_shape(&input.shape, v),
+            TensorData::F32(v) => Tensor::from_shape(&input.shape, v),
+        }
+        .map_err(err("building the input tensor"))?;
+        let mut totals: std::collections::HashMap<String, (f64, usize)> = Default::default();
+        let runs = runs.max(1);
+        for _ in 0..runs {
+            let mut state = self.plan.spawn().map_err(err("starting a run"))?;
+            multithread_tract_scope(self.executor.clone(), || {
+                state.run_plan_with_eval(
+                    tvec!(tensor.clone().into_tvalue()),
+                    |ctx, st, node, inputs| {
+                        let start = std::time::Instant::now();
+                        let out = tract_onnx::tract_core::plan::eval(ctx, st, node, inputs);
+                        let entry = totals.entry(node.op().name().to_string()).or_default();
+                        entry.0 += start.elapsed().as_secs_f64() * 1e3;
+                        entry.1 += 1;
+                        out
+                    },
+                )
+            })
+            .map_err(err("running the network"))?;
+        }
+        let mut ops: Vec<OpTime> = totals
+            .into_iter()
+            .map(|(op, (ms, n))| OpTime {
+                op,
+                ms: ms / runs as f64,
+                nodes: n / runs,
+            })
+            .collect();
+        ops.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok(ops)
+    }
+}
+
+/// Time spent in one kind of operator per run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OpTime {
+    pub op: String,
+    pub ms: f64,
+    /// Nodes of this kind in the optimised graph.
+    pub nodes: usize,
 }
 
 /// Wraps a tract error with the model's name and the step that failed.
