@@ -33,7 +33,7 @@ done
 cp "$W"/kroot/lib/modules/"$K"/modules.* "$R/lib/modules/$K/"
 cp "$BIN" "$R/bin/edge-tl"
 for l in $(ldd "$BIN" | grep -oE '/[^ ]+\.so[^ ]*'); do mkdir -p "$R$(dirname "$l")"; cp -L "$l" "$R$l"; done
-cp "$EDGE_TL_SHARED/models/mobilenet_v2_1.0_224_quant_qdq.onnx" "$R/models/"
+cp "$EDGE_TL_SHARED/models/mobilenet_v2_1.0_224_quant_deq_f32.onnx" "$R/models/"
 cat > "$R/init" <<'EOI'
 #!/bin/sh
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev

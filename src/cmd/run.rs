@@ -47,10 +47,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     pipeline.set_threads(args.threads);
     let source = super::open_source(&args.source)?;
     eprintln!(
-        "classifying {} into {} labels on {} threads; Ctrl-C stops",
+        "classifying {} into {} labels on {} thread{}; Ctrl-C stops",
         source.describe(),
         pipeline.labels().len(),
-        args.threads
+        args.threads,
+        if args.threads == 1 { "" } else { "s" }
     );
     let feed = Feed::spawn(source, stop.clone());
     let mut watcher = match (&args.head, args.watch) {
