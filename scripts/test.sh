@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and end-to-end tests on the real photos, then the onnxruntime
-# agreement check, then the camera code against the vivid virtual-camera driver in a VM.
+# agreement check, the systemd unit check, then the camera code against the vivid
+# virtual-camera driver in a VM.
 # Needs ../shared (or $EDGE_TL_SHARED), `pip install -r scripts/requirements.txt`, and for the
 # VM test qemu-system-x86, kmod, cpio and busybox-static (scripts/vivid-test.sh installs them).
 set -euo pipefail
@@ -9,6 +10,7 @@ export EDGE_TL_SHARED="${EDGE_TL_SHARED:-$(cd .. && pwd)/shared}"
 cargo test --all-targets
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 python3 scripts/check_onnxruntime.py "$target_dir/debug/edge-tl"
+bash scripts/check-systemd.sh "$target_dir/debug/edge-tl"
 # The V4L2 path against a real driver (vivid in a qemu VM, ~1 min); EDGE_TL_SKIP_VIVID=1 skips it.
 if [ "${EDGE_TL_SKIP_VIVID:-0}" != 1 ]; then
   bash scripts/vivid-test.sh "$target_dir/debug/edge-tl"

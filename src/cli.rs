@@ -80,6 +80,11 @@ pub struct SourceArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check a settings file for `run --config`
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// List V4L2 cameras with their formats, sizes and frame rates
     Devices {
         /// One JSON array instead of text
@@ -130,6 +135,9 @@ pub enum Command {
         /// Do not reload the head when its file changes
         #[arg(long)]
         no_watch: bool,
+        /// Settings file (TOML); flags and environment variables override it
+        #[arg(long, short = 'c', env = "EDGE_TL_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
         #[command(flatten)]
         source: SourceArgs,
         #[command(flatten)]
@@ -263,6 +271,15 @@ pub enum Command {
         with_outputs: bool,
         #[command(flatten)]
         model: ModelArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Parse and check a settings file; name the exact key and problem if it is wrong
+    Check {
+        /// The file, e.g. /etc/edge-tl/config.toml
+        file: PathBuf,
     },
 }
 

@@ -7,6 +7,7 @@
 //! [`source`] delivers frames, [`live`] runs them through the pipeline in real time and a
 //! [`sink`] publishes the results.
 
+pub mod config;
 pub mod dataset;
 pub mod error;
 pub mod frame;

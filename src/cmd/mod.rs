@@ -4,6 +4,7 @@ mod bench;
 mod bench_loop;
 mod capture;
 mod classify;
+mod config;
 mod devices;
 mod dump_inputs;
 mod eval;
@@ -24,13 +25,16 @@ use edge_tl::head::Head;
 use edge_tl::model::store::{self, ResolvedModel};
 
 /// Runs the parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Models { command } => match command {
             ModelsCommand::List { json } => models::list(json),
             ModelsCommand::Pull { name, from, dir } => models::pull(&name, from.as_deref(), dir),
         },
         Command::Devices { json } => devices::run(json),
+        Command::Config { command } => match command {
+            crate::cli::ConfigCommand::Check { file } => config::check(&file),
+        },
         Command::Capture {
             label,
             count,
@@ -54,11 +58,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             top,
             frames,
             no_watch,
+            config,
             source,
             model,
             threads,
         } => run::run(run::RunArgs {
-            threads: threads.resolve(),
+            threads: threads.threads,
+            config,
+            given: given_args(matches, "run"),
             head,
             live: edge_tl::live::LiveOptions {
                 top,
@@ -207,6 +214,21 @@ fn styled_bar(what: &str, template: &str) -> ProgressBar {
     );
     bar.set_message(what.to_string());
     bar
+}
+
+/// The arguments of a subcommand that the user gave (flag or environment variable), as
+/// opposed to clap defaults: only those override the settings file.
+fn given_args(matches: &clap::ArgMatches, subcommand: &str) -> std::collections::HashSet<String> {
+    let Some(sub) = matches.subcommand_matches(subcommand) else {
+        return Default::default();
+    };
+    sub.ids()
+        .filter(|id| {
+            sub.value_source(id.as_str())
+                .is_some_and(|s| s != clap::parser::ValueSource::DefaultValue)
+        })
+        .map(|id| id.to_string())
+        .collect()
 }
 
 /// Opens the source named on the command line.

@@ -1,5 +1,6 @@
 //! `edge-tl run`: classify a camera (or a replay) in real time, one JSON line per result.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::SourceArgs;
+use edge_tl::config::{Checked, Config};
 use edge_tl::live::{run_loop, HeadWatcher, LiveOptions};
 use edge_tl::pipeline::Pipeline;
 use edge_tl::sink::JsonLines;
@@ -18,13 +20,72 @@ pub struct RunArgs {
     pub watch: bool,
     pub source: SourceArgs,
     pub model: Option<String>,
-    pub threads: usize,
+    pub threads: Option<usize>,
+    /// Settings file, below flags and environment variables.
+    pub config: Option<PathBuf>,
+    /// Argument ids the user gave explicitly (flag or environment variable).
+    pub given: HashSet<String>,
+}
+
+impl RunArgs {
+    /// Fills everything the user did not give from the settings file.
+    fn apply(&mut self, c: &Config, checked: &Checked) {
+        let free = |id: &str| !self.given.contains(id);
+        let (src, live) = (free("source"), &mut self.live);
+        if let (true, Some(s)) = (src, &c.source) {
+            self.source.source = s.clone();
+        }
+        if free("format") && checked.format.is_some() {
+            self.source.format = checked.format;
+        }
+        if free("size") && checked.size.is_some() {
+            self.source.size = checked.size;
+        }
+        if free("fps") && c.camera.fps.is_some() {
+            self.source.fps = c.camera.fps;
+        }
+        if free("head") && c.head.is_some() {
+            self.head = c.head.clone();
+        }
+        if free("model") && c.model.is_some() {
+            self.model = c.model.clone();
+        }
+        if free("threads") && c.threads.is_some() {
+            self.threads = c.threads;
+        }
+        if free("no_watch") {
+            if let Some(w) = c.watch_head {
+                self.watch = w;
+            }
+        }
+        let r = &c.results;
+        if free("threshold") && r.threshold.is_some() {
+            live.threshold = r.threshold;
+        }
+        if let (true, Some(n)) = (free("smooth"), r.smooth) {
+            live.smooth = n;
+        }
+        if let (true, Some(b)) = (free("on_change"), r.on_change) {
+            live.on_change = b;
+        }
+        if let (true, Some(n)) = (free("top"), r.top) {
+            live.top = n;
+        }
+    }
 }
 
 /// How often the head file is checked for a new version.
 const HEAD_CHECK: Duration = Duration::from_millis(500);
 
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = args.config.clone() {
+        let (config, checked) = Config::load(&path)?;
+        args.apply(&config, &checked);
+    }
+    let threads = crate::cli::ThreadsArg {
+        threads: args.threads,
+    }
+    .resolve();
     let stop = super::stop_flag()?;
     let mut pipeline = match &args.head {
         Some(path) => {
@@ -44,14 +105,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("loading {}", model.path.display()))?
         }
     };
-    pipeline.set_threads(args.threads);
+    pipeline.set_threads(threads);
     let source = super::open_source(&args.source)?;
     eprintln!(
         "classifying {} into {} labels on {} thread{}; Ctrl-C stops",
         source.describe(),
         pipeline.labels().len(),
-        args.threads,
-        if args.threads == 1 { "" } else { "s" }
+        threads,
+        if threads == 1 { "" } else { "s" }
     );
     let feed = Feed::spawn(source, stop.clone());
     let mut watcher = match (&args.head, args.watch) {

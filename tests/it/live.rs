@@ -754,3 +754,86 @@ fn five_thousand_frames_through_the_loop_keep_memory_flat() {
     );
     assert_same_as_predict(&lines, f);
 }
+
+/// `edge-tl ARGS` with extra environment variables.
+fn edge_tl_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge-tl"));
+    cmd.args(args)
+        .env("EDGE_TL_MODELS", shared().join("models"))
+        .env_remove("EDGE_TL_SOURCE")
+        .env_remove("EDGE_TL_CONFIG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_settings_file_fills_in_what_flags_and_environment_do_not_say() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "source = \"dir:{}\"\nhead = \"{}\"\n\n[results]\ntop = 1\nsmooth = 2\nthreshold = 0.9\n",
+            f.frames.display(),
+            f.head.display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    // From the file alone: its source, head, top, smoothing and threshold.
+    let out = edge_tl_env(&["run", "--config", cfg], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&stdout(&out));
+    assert_eq!(lines.len(), FRAMES);
+    assert!(lines
+        .iter()
+        .all(|l| l["top"].as_array().unwrap().len() == 1));
+    assert!(
+        lines[1..].iter().all(|l| l["label"] == "unknown"),
+        "{lines:?}"
+    );
+    // Flags win over the file, the environment too.
+    let out = edge_tl_env(
+        &["run", "--config", cfg, "--top", "2", "--smooth", "1"],
+        &[],
+    );
+    let lines = json_lines(&stdout(&out));
+    assert!(lines
+        .iter()
+        .all(|l| l["top"].as_array().unwrap().len() == 2));
+    assert_same_as_predict(&lines[..1], f);
+    let one = tempfile::tempdir().unwrap();
+    std::fs::copy(f.frames.join("003.jpg"), one.path().join("only.jpg")).unwrap();
+    let env_source = path_arg("dir:", one.path());
+    let out = edge_tl_env(
+        &["run"],
+        &[("EDGE_TL_CONFIG", cfg), ("EDGE_TL_SOURCE", &env_source)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        json_lines(&stdout(&out)).len(),
+        1,
+        "the environment's source"
+    );
+
+    // `config check`: the shipped default file passes, a typo is named with its key.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/config.toml");
+    let out = edge_tl(&["config", "check", shipped.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(": ok"));
+    std::fs::write(&config, "[results]\nthreshold = 7\n").unwrap();
+    for args in [vec!["config", "check", cfg], vec!["run", "--config", cfg]] {
+        let out = edge_tl(&args);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains(&format!(
+                "{cfg}: key `results.threshold`: must be between 0 and 1 (got 7)"
+            )),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
