@@ -11,7 +11,8 @@ use crate::cli::SourceArgs;
 use edge_tl::config::{Checked, Config};
 use edge_tl::live::{run_loop, HeadWatcher, LiveOptions};
 use edge_tl::pipeline::Pipeline;
-use edge_tl::sink::JsonLines;
+use edge_tl::sink::systemd::SystemdNotify;
+use edge_tl::sink::{Fanout, JsonLines, Sink};
 use edge_tl::source::Feed;
 
 pub struct RunArgs {
@@ -119,7 +120,13 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         (Some(path), true) => Some(HeadWatcher::new(path, HEAD_CHECK)),
         _ => None,
     };
-    let mut sink = JsonLines::new(std::io::stdout().lock());
+    let mut json = JsonLines::new(std::io::stdout().lock());
+    let mut systemd = SystemdNotify::from_env();
+    let mut sinks: Vec<&mut dyn Sink> = vec![&mut json];
+    if let Some(s) = systemd.as_mut() {
+        sinks.push(s);
+    }
+    let mut sink = Fanout(sinks);
     let summary = run_loop(
         &mut pipeline,
         &feed,

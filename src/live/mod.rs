@@ -121,6 +121,7 @@ pub fn run_loop(
     let mut changes = ChangeDetector::default();
     let mut recent: VecDeque<Instant> = VecDeque::new();
     while !stop.load(Ordering::SeqCst) {
+        sink.tick();
         if let Some(w) = watcher.as_deref_mut() {
             if let Some(loaded) = w.poll() {
                 let path = w.path().to_path_buf();

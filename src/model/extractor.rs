@@ -132,11 +132,7 @@ impl Extractor {
     pub fn run(&self, input: &InputTensor) -> Result<Features, ModelError> {
         let m = &self.model.manifest;
         let err = |what: &str| tract_error(&m.name, what);
-        let tensor = match &input.data {
-            TensorData::U8(v) => Tensor::from_shape(&input.shape, v),
-            TensorData::F32(v) => Tensor::from_shape(&input.shape, v),
-        }
-        .map_err(err("building the input tensor"))?;
+        let tensor = to_tensor(input).map_err(err("building the input tensor"))?;
         let pooled = self.states.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut state = match pooled {
             Some(s) => s,
@@ -177,11 +173,7 @@ impl Extractor {
     pub fn profile(&self, input: &InputTensor, runs: usize) -> Result<Vec<OpTime>, ModelError> {
         let m = &self.model.manifest;
         let err = |what: &str| tract_error(&m.name, what);
-        let tensor = match &input.data {
-            TensorData::U8(v) => Tensor::from_shape(&input.shape, v),
-            TensorData::F32(v) => Tensor::from_shape(&input.shape, v),
-        }
-        .map_err(err("building the input tensor"))?;
+        let tensor = to_tensor(input).map_err(err("building the input tensor"))?;
         let mut totals: std::collections::HashMap<String, (f64, usize)> = Default::default();
         let runs = runs.max(1);
         for _ in 0..runs {
@@ -221,6 +213,13 @@ pub struct OpTime {
     pub ms: f64,
     /// Nodes of this kind in the optimised graph.
     pub nodes: usize,
+}
+
+fn to_tensor(input: &InputTensor) -> TractResult<Tensor> {
+    match &input.data {
+        TensorData::U8(v) => Tensor::from_shape(&input.shape, v),
+        TensorData::F32(v) => Tensor::from_shape(&input.shape, v),
+    }
 }
 
 /// Wraps a tract error with the model's name and the step that failed.

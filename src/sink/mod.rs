@@ -1,4 +1,7 @@
-//! Where results go. `edge-tl run` writes JSON lines to stdout; the service adds HTTP and MQTT.
+//! Where results go. `edge-tl run` writes JSON lines to stdout and, under systemd, tells it
+//! that the loop is alive; the service will add HTTP and MQTT.
+
+pub mod systemd;
 
 use std::io::{self, Write};
 
@@ -8,6 +11,22 @@ use crate::live::LiveResult;
 pub trait Sink {
     /// An error ends the loop (e.g. stdout closed by `| head`).
     fn publish(&mut self, result: &LiveResult) -> io::Result<()>;
+
+    /// Called on every turn of the loop, with or without a frame (liveness signals).
+    fn tick(&mut self) {}
+}
+
+/// Every result to each of several sinks, in order.
+pub struct Fanout<'a>(pub Vec<&'a mut dyn Sink>);
+
+impl Sink for Fanout<'_> {
+    fn publish(&mut self, result: &LiveResult) -> io::Result<()> {
+        self.0.iter_mut().try_for_each(|s| s.publish(result))
+    }
+
+    fn tick(&mut self) {
+        self.0.iter_mut().for_each(|s| s.tick());
+    }
 }
 
 /// One JSON object per line, flushed per result so a reader sees it at once.

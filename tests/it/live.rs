@@ -127,6 +127,22 @@ fn path_arg(prefix: &str, p: &Path) -> String {
     format!("{prefix}{}", p.display())
 }
 
+/// `run --head HEAD --source SOURCE --loop --replay-fps FPS EXTRA...`: a replay that behaves
+/// like a live camera.
+fn live_replay(head: &Path, source: &str, fps: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["run", "--head", head.to_str().unwrap(), "--source", source]
+        .iter()
+        .chain(&["--loop", "--replay-fps", fps])
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 #[test]
 fn run_on_a_replay_says_what_predict_says_and_ends_by_itself() {
     let f = fixture();
@@ -253,18 +269,13 @@ fn without_a_head_run_names_imagenet_classes() {
 #[test]
 fn a_live_source_faster_than_inference_drops_frames_instead_of_queueing() {
     let f = fixture();
-    let out = edge_tl(&[
-        "run",
-        "--head",
-        f.head.to_str().unwrap(),
-        "--source",
+    let args = live_replay(
+        &f.head,
         &path_arg("dir:", &f.frames),
-        "--loop",
-        "--replay-fps",
         "200",
-        "--frames",
-        "15",
-    ]);
+        &["--frames", "15"],
+    );
+    let out = edge_tl(&strs(&args));
     assert!(out.status.success(), "{}", stderr(&out));
     let lines = json_lines(&stdout(&out));
     assert_eq!(lines.len(), 15);
@@ -519,16 +530,8 @@ fn a_new_head_is_swapped_in_and_a_broken_one_refused() {
     let dir = tempfile::tempdir().unwrap();
     let head = dir.path().join("live.head");
     std::fs::copy(&f.head, &head).unwrap();
-    let run = Background::start(&[
-        "run",
-        "--head",
-        head.to_str().unwrap(),
-        "--source",
-        &path_arg("dir:", &f.frames),
-        "--loop",
-        "--replay-fps",
-        "5",
-    ]);
+    let args = live_replay(&head, &path_arg("dir:", &f.frames), "5", &[]);
+    let run = Background::start(&strs(&args));
     run.wait_for("a first result", |l| {
         l["label"] == "cat" || l["label"] == "dog"
     });
@@ -727,16 +730,8 @@ fn sigterm_during_capture_keeps_every_saved_frame_whole() {
 #[test]
 fn five_thousand_frames_through_the_loop_keep_memory_flat() {
     let f = fixture();
-    let run = Background::start(&[
-        "run",
-        "--head",
-        f.head.to_str().unwrap(),
-        "--source",
-        &path_arg("file:", &f.stream),
-        "--loop",
-        "--replay-fps",
-        "250",
-    ]);
+    let args = live_replay(&f.head, &path_arg("file:", &f.stream), "250", &[]);
+    let run = Background::start(&strs(&args));
     run.wait_for("frame 300", |l| l["frame"].as_u64().unwrap() >= 300);
     let start = run.rss_kib();
     let lines = run.wait_for("frame 5000", |l| l["frame"].as_u64().unwrap() >= 5000);
@@ -836,4 +831,59 @@ fn a_settings_file_fills_in_what_flags_and_environment_do_not_say() {
             stderr(&out)
         );
     }
+}
+
+#[test]
+fn under_systemd_the_loop_reports_ready_then_feeds_the_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // Read while edge-tl runs, as systemd does: a full socket queue would block its sends.
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut messages = Vec::new();
+            let mut buf = [0u8; 512];
+            while !done.load(Ordering::SeqCst) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    messages.push(String::from_utf8_lossy(&buf[..n]).to_string());
+                }
+            }
+            messages
+        })
+    };
+    // systemd sets WATCHDOG_PID to the service's pid: `exec` keeps the shell's.
+    let out = Command::new("sh")
+        .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_edge-tl"))
+        .args([
+            "run",
+            "--head",
+            f.head.to_str().unwrap(),
+            "--source",
+            &path_arg("dir:", &f.frames),
+        ])
+        .env("EDGE_TL_MODELS", shared().join("models"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "100000")
+        .output()
+        .unwrap();
+    done.store(true, Ordering::SeqCst);
+    let messages = reader.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        json_lines(&stdout(&out)).len(),
+        FRAMES,
+        "results still go to stdout"
+    );
+    assert!(messages[0].contains("READY=1"), "{messages:?}");
+    let pings = messages.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+    // 12 frames take 0.3 s or more; the pings come every 50 ms.
+    assert!(pings >= 2, "{messages:?}");
 }
