@@ -70,11 +70,9 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
         }
     }
     bar.finish_and_clear();
-    let total = std::fs::read_dir(&dir).map(|d| {
-        d.filter_map(Result::ok)
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .count()
-    })?;
+    let total = edge_tl::dataset::visible_entries(&dir)
+        .with_context(|| format!("counting the pictures in {}", dir.display()))?
+        .len();
     eprintln!(
         "saved {saved} pictures in {} ({total} there now){}",
         dir.display(),

@@ -32,8 +32,7 @@ impl RunArgs {
     /// Fills everything the user did not give from the settings file.
     fn apply(&mut self, c: &Config, checked: &Checked) {
         let free = |id: &str| !self.given.contains(id);
-        let (src, live) = (free("source"), &mut self.live);
-        if let (true, Some(s)) = (src, &c.source) {
+        if let (true, Some(s)) = (free("source"), &c.source) {
             self.source.source = s.clone();
         }
         if free("format") && checked.format.is_some() {
@@ -61,16 +60,16 @@ impl RunArgs {
         }
         let r = &c.results;
         if free("threshold") && r.threshold.is_some() {
-            live.threshold = r.threshold;
+            self.live.threshold = r.threshold;
         }
         if let (true, Some(n)) = (free("smooth"), r.smooth) {
-            live.smooth = n;
+            self.live.smooth = n;
         }
         if let (true, Some(b)) = (free("on_change"), r.on_change) {
-            live.on_change = b;
+            self.live.on_change = b;
         }
         if let (true, Some(n)) = (free("top"), r.top) {
-            live.top = n;
+            self.live.top = n;
         }
     }
 }

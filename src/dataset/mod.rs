@@ -36,17 +36,22 @@ fn is_hidden(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with('.'))
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
-    let read = std::fs::read_dir(dir).map_err(|source| DatasetError::Read {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut entries: Vec<PathBuf> = read
+/// The entries of a folder that are not hidden, in name order: how datasets, folder replays
+/// (`dir:`) and capture counts all see a folder.
+pub fn visible_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| !is_hidden(p))
         .collect();
     entries.sort();
     Ok(entries)
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
+    visible_entries(dir).map_err(|source| DatasetError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 impl Dataset {

@@ -16,21 +16,14 @@ pub struct DirSource {
 
 impl DirSource {
     pub fn open(root: &Path, looping: bool) -> Result<DirSource, SourceError> {
-        let io = |source| SourceError::Io {
-            path: root.to_path_buf(),
-            source,
-        };
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(root).map_err(io)? {
-            let path = entry.map_err(io)?.path();
-            let hidden = path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if path.is_file() && !hidden {
-                files.push(path);
-            }
-        }
-        files.sort();
+        let files: Vec<PathBuf> = crate::dataset::visible_entries(root)
+            .map_err(|source| SourceError::Io {
+                path: root.to_path_buf(),
+                source,
+            })?
+            .into_iter()
+            .filter(|p| p.is_file())
+            .collect();
         if files.is_empty() {
             return Err(SourceError::EmptyFolder {
                 path: root.to_path_buf(),

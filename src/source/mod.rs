@@ -102,10 +102,16 @@ pub enum SourceError {
          http(s):// MJPEG URL"
     )]
     BadSpec { spec: String },
-    #[error("no camera at {}: {}", path.display(), v4l::cameras_hint())]
-    NoCamera { path: PathBuf },
-    #[error("{} is not a V4L2 video capture device ({reason}); {}", path.display(), v4l::cameras_hint())]
-    NotACamera { path: PathBuf, reason: String },
+    /// `cameras` says which cameras exist (from [`v4l::cameras_hint`], taken when the error
+    /// is made, so showing the error does no device I/O).
+    #[error("no camera at {}: {cameras}", path.display())]
+    NoCamera { path: PathBuf, cameras: String },
+    #[error("{} is not a V4L2 video capture device ({reason}); {cameras}", path.display())]
+    NotACamera {
+        path: PathBuf,
+        reason: String,
+        cameras: String,
+    },
     #[error("camera {}: {problem}", path.display())]
     Camera { path: PathBuf, problem: String },
     #[error(

@@ -103,10 +103,19 @@ pub fn pictures(rel: &str, n: usize) -> Vec<PathBuf> {
 /// A small cat/dog dataset in `root`: the first `per_label` training photos of each label.
 pub fn small_catsdogs(root: &Path, per_label: usize) {
     for label in ["cat", "dog"] {
-        std::fs::create_dir_all(root.join(label)).unwrap();
-        for p in pictures(&format!("catsdogs/train/{label}"), per_label) {
-            std::fs::copy(&p, root.join(label).join(p.file_name().unwrap())).unwrap();
-        }
+        copy_pictures(
+            &format!("catsdogs/train/{label}"),
+            &root.join(label),
+            per_label,
+        );
+    }
+}
+
+/// Copies the first `n` pictures of a shared data folder into `dest` (created).
+pub fn copy_pictures(rel: &str, dest: &Path, n: usize) {
+    std::fs::create_dir_all(dest).unwrap();
+    for p in pictures(rel, n) {
+        std::fs::copy(&p, dest.join(p.file_name().unwrap())).unwrap();
     }
 }
 

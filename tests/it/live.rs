@@ -17,7 +17,7 @@ use edge_tl::source::Size;
 use serde_json::Value;
 
 use crate::common::{
-    cache_dir, edge_tl, pictures, shared, small_catsdogs, stderr, stdout, train_cli,
+    cache_dir, copy_pictures, edge_tl, pictures, shared, small_catsdogs, stderr, stdout, train_cli,
 };
 
 /// A head, 12 camera frames (640x480 JPEGs: cat, dog, cat, ...) as files and as one
@@ -42,13 +42,7 @@ fn fixture() -> &'static Fixture {
         let data = root.join("data");
         small_catsdogs(&data, 20);
         let head = root.join("catsdogs.head");
-        let cache = cache_dir();
-        let out = train_cli(
-            &data,
-            &head,
-            &["--folds", "0", "--cache-dir", cache.to_str().unwrap()],
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
+        train_without_cv(&data, &head);
 
         let cats = pictures("catsdogs/test/cat", FRAMES / 2);
         let dogs = pictures("catsdogs/test/dog", FRAMES / 2);
@@ -103,6 +97,17 @@ fn fixture() -> &'static Fixture {
             predicted,
         }
     })
+}
+
+/// `edge-tl train` without cross-validation, with the shared embedding cache.
+fn train_without_cv(data: &Path, head: &Path) {
+    let cache = cache_dir();
+    let out = train_cli(
+        data,
+        head,
+        &["--folds", "0", "--cache-dir", cache.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 fn json_lines(text: &str) -> Vec<Value> {
@@ -539,18 +544,9 @@ fn a_new_head_is_swapped_in_and_a_broken_one_refused() {
     // Retrain under other names into the same file, as a user would.
     let data = dir.path().join("renamed");
     for (from, to) in [("cat", "kitty"), ("dog", "puppy")] {
-        std::fs::create_dir_all(data.join(to)).unwrap();
-        for p in pictures(&format!("catsdogs/train/{from}"), 10) {
-            std::fs::copy(&p, data.join(to).join(p.file_name().unwrap())).unwrap();
-        }
+        copy_pictures(&format!("catsdogs/train/{from}"), &data.join(to), 10);
     }
-    let cache = cache_dir();
-    let out = train_cli(
-        &data,
-        &head,
-        &["--folds", "0", "--cache-dir", cache.to_str().unwrap()],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    train_without_cv(&data, &head);
     run.wait_for("the new head's labels", |l| {
         l["label"] == "kitty" || l["label"] == "puppy"
     });

@@ -202,17 +202,22 @@ impl CameraSource {
         self.device = None;
         let path = &self.path;
         let device = Device::with_path(path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => SourceError::NoCamera { path: path.clone() },
+            io::ErrorKind::NotFound => SourceError::NoCamera {
+                path: path.clone(),
+                cameras: cameras_hint(),
+            },
             _ => camera_error(path, "cannot open it", &e),
         })?;
         let caps = device.query_caps().map_err(|e| SourceError::NotACamera {
             path: path.clone(),
             reason: e.to_string(),
+            cameras: cameras_hint(),
         })?;
         if !caps.capabilities.contains(Flags::VIDEO_CAPTURE) {
             return Err(SourceError::NotACamera {
                 path: path.clone(),
                 reason: format!("{} cannot capture video", caps.card),
+                cameras: cameras_hint(),
             });
         }
         let modes = enumerate_modes(&device, self.want.size)
