@@ -29,7 +29,7 @@ echo "== install"
 dpkg -i "$out/edge-tl-1.deb" >/dev/null
 /usr/bin/edge-tl --version
 getent passwd edge-tl >/dev/null || fail "no edge-tl user"
-if getent group video >/dev/null; then id -nG edge-tl | grep -qw video || fail "edge-tl is not in the video group"; fi
+if getent group video >/dev/null; then [[ " $(id -nG edge-tl) " == *" video "* ]] || fail "edge-tl is not in the video group"; fi
 [ "$(stat -c %U /var/lib/edge-tl)" = edge-tl ] || fail "/var/lib/edge-tl is not owned by edge-tl"
 [ -d /var/lib/edge-tl/models ] || fail "no models folder"
 [ -f /usr/lib/systemd/system/edge-tl.service ] || fail "no systemd unit"
@@ -61,12 +61,13 @@ for pair in aarch64-unknown-linux-gnu:arm64 armv7-unknown-linux-gnueabihf:armhf;
   [ -x "$target_dir/$target/release/edge-tl" ] || { echo "== $arch: no release binary for $target, skipped"; continue; }
   echo "== $arch package"
   quiet_deb --target "$target" -o "$out/edge-tl-$arch.deb"
-  dpkg-deb --info "$out/edge-tl-$arch.deb" | grep -q "Architecture: $arch" || fail "$arch: wrong architecture"
+  # (read whole outputs first: `cmd | grep -q` under pipefail fails when grep exits early)
+  [[ "$(dpkg-deb --field "$out/edge-tl-$arch.deb" Architecture)" == "$arch" ]] || fail "$arch: wrong architecture"
   dpkg-deb --contents "$out/edge-tl-$arch.deb" > "$out/contents"
   for f in ./usr/bin/edge-tl ./etc/edge-tl/config.toml ./usr/lib/systemd/system/edge-tl.service; do
     grep -q " $f\$" "$out/contents" || fail "$arch: $f missing"
   done
-  dpkg-deb --ctrl-tarfile "$out/edge-tl-$arch.deb" | tar -t | grep -q postinst || fail "$arch: no postinst"
+  [[ "$(dpkg-deb --ctrl-tarfile "$out/edge-tl-$arch.deb" | tar -t)" == *postinst* ]] || fail "$arch: no postinst"
   echo "$arch: $(stat -c %s "$out/edge-tl-$arch.deb") bytes"
 done
 echo "deb test passed"
