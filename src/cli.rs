@@ -53,6 +53,48 @@ pub struct EmbedArgs {
     pub no_cache: bool,
 }
 
+/// The HTTP service and MQTT publishing of `run`.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// Serve the live page and the HTTP API on ADDRESS:PORT (e.g. 127.0.0.1:8080)
+    #[arg(long, env = "EDGE_TL_HTTP", value_name = "ADDR:PORT")]
+    pub http: Option<std::net::SocketAddr>,
+    /// Bearer token for the HTTP service (required unless it listens on loopback)
+    #[arg(
+        long,
+        env = "EDGE_TL_HTTP_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub http_token: Option<String>,
+    /// Dataset folder the page's captures go to and trains from
+    #[arg(
+        long,
+        short = 'd',
+        env = "EDGE_TL_DATA",
+        default_value = "dataset",
+        value_name = "DIR"
+    )]
+    pub data: PathBuf,
+    /// Publish results to this MQTT broker (mqtt://HOST[:PORT])
+    #[arg(long, env = "EDGE_TL_MQTT", value_name = "URL")]
+    pub mqtt: Option<String>,
+    /// MQTT user name
+    #[arg(long, env = "EDGE_TL_MQTT_USER", value_name = "USER")]
+    pub mqtt_user: Option<String>,
+    /// MQTT password
+    #[arg(
+        long,
+        env = "EDGE_TL_MQTT_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub mqtt_password: Option<String>,
+    /// This device's name in MQTT topics [default: the host name]
+    #[arg(long, env = "EDGE_TL_DEVICE_ID", value_name = "ID")]
+    pub device_id: Option<String>,
+}
+
 /// Where frames come from; shared by capture and run.
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
@@ -78,6 +120,8 @@ pub struct SourceArgs {
     pub replay_fps: Option<f64>,
 }
 
+// `run` carries many flags; the enum is parsed once per process, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a settings file for `run --config`
@@ -144,6 +188,8 @@ pub enum Command {
         model: ModelArg,
         #[command(flatten)]
         threads: ThreadsArg,
+        #[command(flatten)]
+        service: ServiceArgs,
     },
     /// List, inspect and install backbones
     Models {

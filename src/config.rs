@@ -1,13 +1,15 @@
 //! The service's settings file (`/etc/edge-tl/config.toml`, or `--config FILE`): what
 //! `edge-tl run` would otherwise take as flags. Precedence, highest first: command-line flag,
-//! environment variable (`EDGE_TL_SOURCE`, `EDGE_TL_MODEL`, `EDGE_TL_THREADS`), this file,
-//! built-in default. Unknown keys are errors, so a typo cannot be silently ignored.
+//! environment variable (`EDGE_TL_SOURCE`, `EDGE_TL_MODEL`, `EDGE_TL_THREADS`, `EDGE_TL_HTTP`,
+//! `EDGE_TL_HTTP_TOKEN`, `EDGE_TL_MQTT`, ...: see `edge-tl run --help`), this file, built-in
+//! default. Unknown keys are errors, so a typo cannot be silently ignored.
 //!
 //! ```toml
 //! source = "v4l:/dev/video0"
 //! model = "mobilenet-v2-f32"
 //! head = "/var/lib/edge-tl/home.head"
 //! threads = 4
+//! data = "/var/lib/edge-tl/dataset"
 //!
 //! [camera]
 //! format = "mjpeg"
@@ -19,8 +21,20 @@
 //! smooth = 5
 //! on_change = true
 //! top = 3
+//!
+//! [http]
+//! listen = "127.0.0.1:8080"
+//! token = "..."            # required when listen is not a loopback address
+//!
+//! [mqtt]
+//! url = "mqtt://localhost:1883"
+//! user = "edge-tl"
+//! password = "..."
+//! device_id = "kitchen"    # default: the host name
+//! discovery = true         # Home Assistant discovery
 //! ```
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -41,10 +55,37 @@ pub struct Config {
     pub threads: Option<usize>,
     /// Reload the head when its file changes (default true).
     pub watch_head: Option<bool>,
+    /// Dataset folder the page's captures go to, as `--data`.
+    pub data: Option<PathBuf>,
     #[serde(default)]
     pub camera: CameraConfig,
     #[serde(default)]
     pub results: ResultsConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+}
+
+/// `[http]`: the HTTP service (off unless `listen` is set).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: Option<String>,
+    pub token: Option<String>,
+}
+
+/// `[mqtt]`: publishing to a broker (off unless `url` is set).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    pub url: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub device_id: Option<String>,
+    pub topic_prefix: Option<String>,
+    pub discovery: Option<bool>,
+    pub discovery_prefix: Option<String>,
 }
 
 /// `[camera]`: the V4L2 mode.
@@ -89,6 +130,7 @@ pub enum ConfigError {
 pub struct Checked {
     pub format: Option<PixelFormat>,
     pub size: Option<Size>,
+    pub listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -171,7 +213,41 @@ impl Config {
             Some(s) => Some(s.parse().map_err(|e| bad("camera.size", e))?),
             None => None,
         };
-        Ok(Checked { format, size })
+        let listen = match &self.http.listen {
+            Some(l) => Some(l.parse().map_err(|_| {
+                bad(
+                    "http.listen",
+                    format!(
+                        "{l:?} is not ADDRESS:PORT, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\""
+                    ),
+                )
+            })?),
+            None => None,
+        };
+        let m = &self.mqtt;
+        if let Some(url) = &m.url {
+            crate::sink::mqtt::parse_url(url).map_err(|e| bad("mqtt.url", e.to_string()))?;
+        }
+        if m.password.is_some() && m.user.is_none() {
+            return Err(bad("mqtt.password", "is set but mqtt.user is not".into()));
+        }
+        if let Some(id) = &m.device_id {
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(bad(
+                    "mqtt.device_id",
+                    format!("{id:?}: use letters, digits, - and _ only"),
+                ));
+            }
+        }
+        Ok(Checked {
+            format,
+            size,
+            listen,
+        })
     }
 }
 
@@ -196,6 +272,17 @@ threshold = 0.7
 smooth = 5
 on_change = true
 top = 3
+
+[http]
+listen = "0.0.0.0:8080"
+token = "s3cret"
+
+[mqtt]
+url = "mqtt://broker.lan:1884"
+user = "edge"
+password = "pw"
+device_id = "kitchen-pi"
+discovery = false
 "#;
 
     fn parse(text: &str) -> Result<(Config, Checked), ConfigError> {
@@ -215,6 +302,9 @@ top = 3
                 height: 480
             })
         );
+        assert_eq!(checked.listen, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(c.mqtt.device_id.as_deref(), Some("kitchen-pi"));
+        assert_eq!(c.mqtt.discovery, Some(false));
         assert_eq!(parse("").unwrap().0, Config::default());
     }
 
@@ -252,6 +342,31 @@ top = 3
                 "is not v4l:/dev/videoN",
             ),
             ("threads = 0", "key `threads`", "must be at least 1"),
+            (
+                "[http]\nlisten = \"8080\"",
+                "key `http.listen`",
+                "\"8080\" is not ADDRESS:PORT",
+            ),
+            (
+                "[mqtt]\nurl = \"broker:1883\"",
+                "key `mqtt.url`",
+                "not an mqtt:// address",
+            ),
+            (
+                "[mqtt]\nurl = \"mqtt://b\"\npassword = \"x\"",
+                "key `mqtt.password`",
+                "is set but mqtt.user is not",
+            ),
+            (
+                "[mqtt]\ndevice_id = \"my pi\"",
+                "key `mqtt.device_id`",
+                "use letters, digits, - and _ only",
+            ),
+            (
+                "[mqtt]\nport = 1883",
+                "/etc/edge-tl/config.toml: ",
+                "unknown field `port`",
+            ),
             (
                 "threads = \"four\"",
                 "/etc/edge-tl/config.toml: ",

@@ -5,7 +5,8 @@
 //! embeddings into label probabilities, and [`predict`] / [`metrics`] make answers and numbers
 //! of those. [`pipeline`] strings the steps together for one picture. For the camera, a
 //! [`source`] delivers frames, [`live`] runs them through the pipeline in real time and a
-//! [`sink`] publishes the results.
+//! [`sink`] publishes the results; the [`service`] serves them over HTTP and takes new
+//! samples and training requests from its page.
 
 pub mod config;
 pub mod dataset;
@@ -18,6 +19,7 @@ pub mod model;
 pub mod pipeline;
 pub mod predict;
 pub mod preprocess;
+pub mod service;
 pub mod sink;
 pub mod source;
 

@@ -14,5 +14,19 @@ pub fn check(file: &Path) -> anyhow::Result<ExitCode> {
     if let Some(h) = &config.head {
         println!("  head    {}", h.display());
     }
+    if let Some(d) = &config.data {
+        println!("  data    {}", d.display());
+    }
+    if let Some(l) = &config.http.listen {
+        let token = if config.http.token.is_some() {
+            "with a token"
+        } else {
+            "no token"
+        };
+        println!("  http    {l} ({token})");
+    }
+    if let Some(u) = &config.mqtt.url {
+        println!("  mqtt    {u}");
+    }
     Ok(ExitCode::SUCCESS)
 }

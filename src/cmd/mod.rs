@@ -62,7 +62,10 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             source,
             model,
             threads,
+            service,
         } => run::run(run::RunArgs {
+            service,
+            mqtt_extra: Default::default(),
             threads: threads.threads,
             config,
             given: given_args(matches, "run"),

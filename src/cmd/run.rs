@@ -1,4 +1,5 @@
-//! `edge-tl run`: classify a camera (or a replay) in real time, one JSON line per result.
+//! `edge-tl run`: classify a camera (or a replay) in real time, one JSON line per result;
+//! optionally also served over HTTP (with the teaching page) and published over MQTT.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -7,10 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cli::SourceArgs;
+use crate::cli::{ServiceArgs, SourceArgs};
 use edge_tl::config::{Checked, Config};
 use edge_tl::live::{run_loop, HeadWatcher, LiveOptions};
 use edge_tl::pipeline::Pipeline;
+use edge_tl::service::{self, HttpSettings, Hub, HubSink, Teach, TeachSettings};
+use edge_tl::sink::mqtt::{MqttSettings, MqttSink};
 use edge_tl::sink::systemd::SystemdNotify;
 use edge_tl::sink::{Fanout, JsonLines, Sink};
 use edge_tl::source::Feed;
@@ -20,6 +23,9 @@ pub struct RunArgs {
     pub live: LiveOptions,
     pub watch: bool,
     pub source: SourceArgs,
+    pub service: ServiceArgs,
+    /// `[mqtt]` keys that have no flag.
+    pub mqtt_extra: edge_tl::config::MqttConfig,
     pub model: Option<String>,
     pub threads: Option<usize>,
     /// Settings file, below flags and environment variables.
@@ -71,6 +77,49 @@ impl RunArgs {
         if let (true, Some(n)) = (free("top"), r.top) {
             self.live.top = n;
         }
+        let s = &mut self.service;
+        if let (true, Some(d)) = (free("data"), &c.data) {
+            s.data = d.clone();
+        }
+        if free("http") && checked.listen.is_some() {
+            s.http = checked.listen;
+        }
+        if let (true, Some(t)) = (free("http_token"), &c.http.token) {
+            s.http_token = Some(t.clone());
+        }
+        let m = &c.mqtt;
+        for (id, flag, file) in [
+            ("mqtt", &mut s.mqtt, &m.url),
+            ("mqtt_user", &mut s.mqtt_user, &m.user),
+            ("mqtt_password", &mut s.mqtt_password, &m.password),
+            ("device_id", &mut s.device_id, &m.device_id),
+        ] {
+            if free(id) && file.is_some() {
+                flag.clone_from(file);
+            }
+        }
+        self.mqtt_extra = m.clone();
+    }
+
+    fn mqtt_settings(&self) -> Option<MqttSettings> {
+        let s = &self.service;
+        let mut m = MqttSettings::new(s.mqtt.as_deref()?);
+        m.user.clone_from(&s.mqtt_user);
+        m.password.clone_from(&s.mqtt_password);
+        if let Some(id) = &s.device_id {
+            m.device_id.clone_from(id);
+        }
+        let x = &self.mqtt_extra;
+        if let Some(p) = &x.topic_prefix {
+            m.topic_prefix.clone_from(p);
+        }
+        if let Some(p) = &x.discovery_prefix {
+            m.discovery_prefix = Some(p.clone());
+        }
+        if x.discovery == Some(false) {
+            m.discovery_prefix = None;
+        }
+        Some(m)
     }
 }
 
@@ -87,7 +136,16 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     .resolve();
     let stop = super::stop_flag()?;
-    let mut pipeline = match &args.head {
+    // A head file that does not exist yet is one the page (or `edge-tl train`) will write:
+    // until then the backbone's own classes answer, and the watcher loads it when it appears.
+    let existing_head = args.head.as_ref().filter(|p| p.exists());
+    if let Some(path) = args.head.as_ref().filter(|p| !p.exists()) {
+        eprintln!(
+            "{} does not exist yet: answering with the backbone's ImageNet classes until it is trained",
+            path.display()
+        );
+    }
+    let mut pipeline = match existing_head {
         Some(path) => {
             let head = super::load_head(path)?;
             let model = super::resolve_model(args.model.as_deref(), Some(&head))?;
@@ -106,6 +164,35 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     pipeline.set_threads(threads);
+    let http = args.service.http.map(|listen| HttpSettings {
+        listen,
+        token: args.service.http_token.clone(),
+    });
+    if let Some(h) = &http {
+        h.check()?;
+    }
+    let mqtt = args.mqtt_settings();
+    let runtime = match (&http, &mqtt) {
+        (None, None) => None,
+        _ => Some(service::runtime().context("starting the service's runtime")?),
+    };
+    let hub = match (&http, &runtime) {
+        (Some(h), Some(rt)) => {
+            let hub = Hub::new(Teach::new(TeachSettings {
+                data: args.service.data.clone(),
+                head: args.head.clone(),
+                model: pipeline.extractor().model().clone(),
+            }));
+            let addr = service::serve(h, hub.clone(), rt.handle())?;
+            eprintln!("serving the live page on http://{addr}/");
+            Some(hub)
+        }
+        _ => None,
+    };
+    let mut mqtt_sink = match (&mqtt, &runtime) {
+        (Some(m), Some(rt)) => Some(MqttSink::start(m, rt.handle())?),
+        _ => None,
+    };
     let source = super::open_source(&args.source)?;
     eprintln!(
         "classifying {} into {} labels on {} thread{}; Ctrl-C stops",
@@ -125,16 +212,27 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(s) = systemd.as_mut() {
         sinks.push(s);
     }
+    let mut hub_sink = hub.map(HubSink);
+    if let Some(s) = hub_sink.as_mut() {
+        sinks.push(s);
+    }
+    if let Some(s) = mqtt_sink.as_mut() {
+        sinks.push(s);
+    }
     let mut sink = Fanout(sinks);
-    let summary = run_loop(
+    let outcome = run_loop(
         &mut pipeline,
         &feed,
         watcher.as_mut(),
         &args.live,
         &stop,
         &mut sink,
-    )
-    .context("camera loop")?;
+    );
+    drop(sink);
+    if let Some(m) = mqtt_sink {
+        m.close();
+    }
+    let summary = outcome.context("camera loop")?;
     let f = summary.feed;
     eprintln!(
         "{} frames classified, {} dropped, {} undecodable, {} reconnects, {} head reloads{}",

@@ -78,6 +78,8 @@ pub struct LiveResult {
     pub fps: f64,
     /// Frames dropped so far because a newer one arrived first.
     pub dropped: u64,
+    /// Times the source was re-opened so far (camera unplugged, stream dropped).
+    pub reconnects: u64,
 }
 
 /// Why the loop stopped early.
@@ -187,17 +189,20 @@ pub fn run_loop(
         };
         summary.classified += 1;
         summary.latencies.push(latency);
+        let stats = feed.stats();
         let result = LiveResult {
             ts: humantime::format_rfc3339_millis(raw.captured).to_string(),
             frame: raw.index,
-            name: raw.name,
+            name: raw.name.clone(),
             prob: top[0].prob,
             label,
             top,
             latency_ms: latency,
             fps: round3(fps),
-            dropped: feed.stats().dropped,
+            dropped: stats.dropped,
+            reconnects: stats.reconnects,
         };
+        sink.observe(&result, &raw);
         if !options.on_change || changes.changed(&result.label) {
             if let Err(e) = sink.publish(&result) {
                 log::warn!("cannot publish results any more ({e}); stopping");

@@ -1,16 +1,22 @@
-//! Where results go. `edge-tl run` writes JSON lines to stdout and, under systemd, tells it
-//! that the loop is alive; the service will add HTTP and MQTT.
+//! Where results go. `edge-tl run` writes JSON lines to stdout, tells systemd that the loop
+//! is alive, publishes to MQTT and feeds the HTTP service ([`crate::service`]).
 
+pub mod mqtt;
 pub mod systemd;
 
 use std::io::{self, Write};
 
 use crate::live::LiveResult;
+use crate::source::RawFrame;
 
 /// Receives every published result.
 pub trait Sink {
     /// An error ends the loop (e.g. stdout closed by `| head`).
     fn publish(&mut self, result: &LiveResult) -> io::Result<()>;
+
+    /// Every classified frame with its result, before `--on-change` filtering (live views,
+    /// metrics, and sinks that decide for themselves what is a change). Must not block.
+    fn observe(&mut self, _result: &LiveResult, _frame: &RawFrame) {}
 
     /// Called on every turn of the loop, with or without a frame (liveness signals).
     fn tick(&mut self) {}
@@ -22,6 +28,10 @@ pub struct Fanout<'a>(pub Vec<&'a mut dyn Sink>);
 impl Sink for Fanout<'_> {
     fn publish(&mut self, result: &LiveResult) -> io::Result<()> {
         self.0.iter_mut().try_for_each(|s| s.publish(result))
+    }
+
+    fn observe(&mut self, result: &LiveResult, frame: &RawFrame) {
+        self.0.iter_mut().for_each(|s| s.observe(result, frame));
     }
 
     fn tick(&mut self) {

@@ -22,19 +22,19 @@ use crate::common::{
 
 /// A head, 12 camera frames (640x480 JPEGs: cat, dog, cat, ...) as files and as one
 /// multipart recording, and what `predict` says about each frame.
-struct Fixture {
+pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
-    head: PathBuf,
-    frames: PathBuf,
+    pub(crate) head: PathBuf,
+    pub(crate) frames: PathBuf,
     stream: PathBuf,
-    jpegs: Vec<Vec<u8>>,
+    pub(crate) jpegs: Vec<Vec<u8>>,
     /// (label, prob) per frame from `edge-tl predict --json`.
-    predicted: Vec<(String, f64)>,
+    pub(crate) predicted: Vec<(String, f64)>,
 }
 
-const FRAMES: usize = 12;
+pub(crate) const FRAMES: usize = 12;
 
-fn fixture() -> &'static Fixture {
+pub(crate) fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
@@ -100,7 +100,7 @@ fn fixture() -> &'static Fixture {
 }
 
 /// `edge-tl train` without cross-validation, with the shared embedding cache.
-fn train_without_cv(data: &Path, head: &Path) {
+pub(crate) fn train_without_cv(data: &Path, head: &Path) {
     let cache = cache_dir();
     let out = train_cli(
         data,
@@ -128,7 +128,7 @@ fn assert_same_as_predict(lines: &[Value], f: &Fixture) {
     }
 }
 
-fn path_arg(prefix: &str, p: &Path) -> String {
+pub(crate) fn path_arg(prefix: &str, p: &Path) -> String {
     format!("{prefix}{}", p.display())
 }
 
@@ -389,14 +389,14 @@ fn sources_that_cannot_work_say_why() {
 }
 
 /// `edge-tl` running in the background, its JSON lines arriving on a channel.
-struct Background {
-    child: Child,
+pub(crate) struct Background {
+    pub(crate) child: Child,
     lines: Receiver<Value>,
     stderr: Arc<std::sync::Mutex<String>>,
 }
 
 impl Background {
-    fn start(args: &[&str]) -> Background {
+    pub(crate) fn start(args: &[&str]) -> Background {
         let mut child = Command::new(env!("CARGO_BIN_EXE_edge-tl"))
             .args(args)
             .env("EDGE_TL_MODELS", shared().join("models"))
@@ -436,7 +436,7 @@ impl Background {
     }
 
     /// Lines until one satisfies `until` (included), failing after a minute.
-    fn wait_for(&self, what: &str, until: impl Fn(&Value) -> bool) -> Vec<Value> {
+    pub(crate) fn wait_for(&self, what: &str, until: impl Fn(&Value) -> bool) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(90);
         let mut seen = Vec::new();
         while Instant::now() < deadline {
@@ -451,7 +451,7 @@ impl Background {
         panic!("no {what} within 90 s; stderr: {}", self.stderr());
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
@@ -463,7 +463,7 @@ impl Background {
     }
 
     /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> (ExitStatus, String) {
+    pub(crate) fn terminate(mut self) -> (ExitStatus, String) {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill")
             .args(["-TERM", &pid])

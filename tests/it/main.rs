@@ -6,4 +6,6 @@ mod cli;
 mod common;
 mod decode;
 mod live;
+mod mqtt;
 mod pull;
+mod service;

@@ -1,0 +1,361 @@
+//! Routes of the HTTP service. Every answer but the page, the preview and the metrics is JSON;
+//! errors are `{"error": "..."}` with a fitting status code.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::teach::TeachError;
+use super::Hub;
+use crate::dataset::capture::{sample_jpeg, CaptureError};
+use crate::source::jpeg_stream::BOUNDARY;
+use crate::source::{FrameData, RawFrame};
+
+const PAGE: &str = include_str!("page.html");
+/// Cookie set by `/?token=...`, so the page's own requests (images, event streams) carry it.
+const COOKIE: &str = "edge_tl_token";
+/// `/healthz` fails when no result came for this long.
+const STALL: f64 = 10.0;
+
+#[derive(Clone)]
+struct App {
+    hub: Arc<Hub>,
+    token: Option<Arc<str>>,
+}
+
+pub(super) fn router(hub: Arc<Hub>, token: Option<String>) -> Router {
+    let app = App {
+        hub,
+        token: token.filter(|t| !t.is_empty()).map(Arc::from),
+    };
+    Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/prediction", get(prediction))
+        .route("/api/events", get(events))
+        .route("/api/labels", get(labels))
+        .route("/api/capture", post(capture))
+        .route("/api/train", get(train_status).post(train))
+        .route("/stream.mjpg", get(mjpeg))
+        .route("/snapshot.jpg", get(snapshot))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such page; see / for the live page and /api/... for the API",
+            )
+        })
+        .layer(middleware::from_fn_with_state(app.clone(), auth))
+        .with_state(app)
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+/// Without a token everything is open (loopback only, see `HttpSettings::check`). With one,
+/// every route but `/healthz` needs it: `Authorization: Bearer`, the cookie, or `?token=`
+/// (which also sets the cookie, so a browser opens `/?token=...` once).
+async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
+    let Some(token) = app.token.clone() else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let cookie = cookie_value(headers, COOKIE);
+    let query = Query::<HashMap<String, String>>::try_from_uri(req.uri())
+        .ok()
+        .and_then(|q| q.0.get("token").cloned());
+    let matches = |t: &Option<String>| t.as_deref().is_some_and(|t| same(t, &token));
+    if matches(&bearer) || matches(&cookie) {
+        return next.run(req).await;
+    }
+    if matches(&query) {
+        let mut response = next.run(req).await;
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+        )) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+        return response;
+    }
+    error(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong token: send `Authorization: Bearer TOKEN`, or open /?token=TOKEN once in the browser",
+    )
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Compares without stopping at the first difference (no timing hint about the token).
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    let (any, quiet) = app.hub.quiet_for();
+    let body = json!({
+        "status": if !any { "starting" } else if quiet > STALL { "stalled" } else { "ok" },
+        "seconds_since_last_result": quiet,
+    });
+    let code = if any && quiet <= STALL {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.hub.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn prediction(State(app): State<App>) -> Response {
+    match app.hub.latest() {
+        Some(r) => Json(r.as_ref().clone()).into_response(),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "no prediction yet"),
+    }
+}
+
+/// Each new result as an SSE `prediction` event; a slow reader skips to the newest.
+async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let mut rx = app.hub.latest.subscribe();
+    rx.mark_changed();
+    let s = stream::unfold(rx, |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            let latest = rx.borrow_and_update().clone();
+            if let Some(r) = latest {
+                let data = serde_json::to_string(r.as_ref()).unwrap_or_default();
+                return Some((Ok(Event::default().event("prediction").data(data)), rx));
+            }
+        }
+    });
+    Sse::new(s).keep_alive(KeepAlive::default())
+}
+
+async fn labels(State(app): State<App>) -> Response {
+    let teach = app.hub.teach.clone();
+    let labels = tokio::task::spawn_blocking(move || teach.labels())
+        .await
+        .unwrap_or_default();
+    Json(json!({ "data": app.hub.teach.data(), "labels": labels })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureRequest {
+    label: String,
+    #[serde(default = "one")]
+    count: usize,
+    #[serde(default = "default_interval_ms")]
+    interval_ms: u64,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_interval_ms() -> u64 {
+    200
+}
+
+async fn capture(
+    State(app): State<App>,
+    body: Result<Json<CaptureRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{}; expected {{\"label\": \"cat\", \"count\": 5}}",
+                    e.body_text()
+                ),
+            )
+        }
+    };
+    if !(1..=100).contains(&req.count) || req.interval_ms > 10_000 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "count must be 1..=100 and interval_ms at most 10000",
+        );
+    }
+    let mut frames = app.hub.frames.subscribe();
+    let outcome = app
+        .hub
+        .teach
+        .capture(
+            &mut frames,
+            &req.label,
+            req.count,
+            Duration::from_millis(req.interval_ms),
+        )
+        .await;
+    match outcome {
+        Ok(saved) => {
+            let samples = app
+                .hub
+                .teach
+                .labels()
+                .into_iter()
+                .find(|l| l.label == req.label)
+                .map_or(0, |l| l.samples);
+            Json(json!({ "label": req.label, "saved": saved, "samples": samples })).into_response()
+        }
+        Err(TeachError::Capture(CaptureError::Label(e))) => error(StatusCode::BAD_REQUEST, e),
+        Err(e @ TeachError::NoFrame(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, crate::error::chain(&e)),
+    }
+}
+
+async fn train(State(app): State<App>) -> Response {
+    match app.hub.teach.start_training() {
+        Ok(()) => (StatusCode::ACCEPTED, Json(app.hub.teach.status())).into_response(),
+        Err(e @ TeachError::Busy) => error(StatusCode::CONFLICT, e),
+        Err(e) => error(StatusCode::CONFLICT, e),
+    }
+}
+
+async fn train_status(State(app): State<App>) -> Response {
+    Json(app.hub.teach.status()).into_response()
+}
+
+/// The frame as JPEG: a camera's JPEG as it came, anything else encoded.
+async fn preview_jpeg(frame: Arc<RawFrame>) -> Option<Vec<u8>> {
+    if let FrameData::Encoded(bytes) = &frame.data {
+        if bytes.starts_with(&[0xFF, 0xD8]) {
+            return Some(bytes.clone());
+        }
+    }
+    tokio::task::spawn_blocking(move || sample_jpeg(&frame).ok().map(|b| b.into_owned()))
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn snapshot(State(app): State<App>) -> Response {
+    let latest = app.hub.frames.borrow().clone();
+    match latest {
+        Some(frame) => match preview_jpeg(frame).await {
+            Some(jpeg) => ([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response(),
+            None => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the latest frame is damaged",
+            ),
+        },
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "no frame yet"),
+    }
+}
+
+/// Live preview as multipart MJPEG (what `<img src>` and most viewers show). Frames a slow
+/// client cannot take are skipped, never queued. Each part is followed at once by the next
+/// boundary: browsers show a part only when they see the boundary after it, so without that
+/// the picture would lag one frame behind the label.
+async fn mjpeg(State(app): State<App>) -> Response {
+    let mut rx = app.hub.frames.subscribe();
+    rx.mark_changed();
+    let opening = stream::once(async { Ok(Bytes::from(format!("--{BOUNDARY}\r\n"))) });
+    let parts = stream::unfold(rx, |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            let latest = rx.borrow_and_update().clone();
+            let Some(frame) = latest else { continue };
+            let Some(jpeg) = preview_jpeg(frame).await else {
+                continue;
+            };
+            let mut part = Vec::with_capacity(jpeg.len() + 100);
+            write!(
+                part,
+                "Content-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                jpeg.len()
+            )
+            .ok()?;
+            part.extend_from_slice(&jpeg);
+            write!(part, "\r\n--{BOUNDARY}\r\n").ok()?;
+            return Some((Ok::<_, Infallible>(Bytes::from(part)), rx));
+        }
+    });
+    let parts = opening.chain(parts);
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                format!("multipart/x-mixed-replace; boundary={BOUNDARY}"),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        Body::from_stream(parts),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "abcd"));
+        assert!(!same("", "a"));
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            "a=1; edge_tl_token=xyz; b=2".parse().unwrap(),
+        );
+        assert_eq!(cookie_value(&h, COOKIE).as_deref(), Some("xyz"));
+        assert_eq!(cookie_value(&h, "missing"), None);
+    }
+}

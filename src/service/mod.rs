@@ -1,0 +1,183 @@
+//! The HTTP service of `edge-tl run --http ADDR:PORT`: health, Prometheus metrics, the latest
+//! prediction, server-sent events, a live MJPEG preview, and a page that captures samples and
+//! trains a new head from a browser.
+//!
+//! The inference loop only hands each result and frame to the [`Hub`] (a few pointer swaps);
+//! the server runs on its own one-worker tokio runtime and reads from there. Clients that are
+//! slow, many or malformed cost sockets and tasks on that runtime, never a wait in the loop:
+//! every channel is newest-wins.
+
+mod http;
+pub mod metrics;
+pub mod teach;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::live::LiveResult;
+use crate::sink::Sink;
+use crate::source::RawFrame;
+pub use metrics::Metrics;
+pub use teach::{Teach, TeachSettings};
+
+/// Where to listen and who may ask.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// Bearer token; required unless `listen` is a loopback address.
+    pub token: Option<String>,
+}
+
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("refusing to serve on {0} without a token: anyone on the network could capture and train; set [http] token in the settings or EDGE_TL_HTTP_TOKEN (or listen on 127.0.0.1)")]
+    NoToken(SocketAddr),
+    #[error("cannot listen on {addr}: {source}{}", if source.kind() == std::io::ErrorKind::AddrInUse { "; another program (another edge-tl?) uses that port: choose another with --http" } else { "" })]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl HttpSettings {
+    /// Refuses an open listener without a token.
+    pub fn check(&self) -> Result<(), ServiceError> {
+        if !self.listen.ip().is_loopback() && self.token.as_deref().is_none_or(str::is_empty) {
+            return Err(ServiceError::NoToken(self.listen));
+        }
+        Ok(())
+    }
+}
+
+/// What the loop publishes and the server reads.
+pub struct Hub {
+    latest: watch::Sender<Option<Arc<LiveResult>>>,
+    frames: watch::Sender<Option<Arc<RawFrame>>>,
+    last_result: Mutex<Option<Instant>>,
+    started: Instant,
+    pub metrics: Metrics,
+    pub teach: Arc<Teach>,
+}
+
+impl Hub {
+    pub fn new(teach: Teach) -> Arc<Hub> {
+        Arc::new(Hub {
+            latest: watch::channel(None).0,
+            frames: watch::channel(None).0,
+            last_result: Mutex::new(None),
+            started: Instant::now(),
+            metrics: Metrics::default(),
+            teach: Arc::new(teach),
+        })
+    }
+
+    /// The newest result, if any.
+    pub fn latest(&self) -> Option<Arc<LiveResult>> {
+        self.latest.borrow().clone()
+    }
+
+    /// Seconds since the last result (or since start, before the first).
+    fn quiet_for(&self) -> (bool, f64) {
+        match *self.last_result.lock().unwrap() {
+            Some(t) => (true, t.elapsed().as_secs_f64()),
+            None => (false, self.started.elapsed().as_secs_f64()),
+        }
+    }
+}
+
+/// The loop's side of the hub.
+pub struct HubSink(pub Arc<Hub>);
+
+impl Sink for HubSink {
+    fn publish(&mut self, _result: &LiveResult) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn observe(&mut self, result: &LiveResult, frame: &RawFrame) {
+        let hub = &self.0;
+        hub.metrics.record(result);
+        *hub.last_result.lock().unwrap() = Some(Instant::now());
+        hub.frames.send_replace(Some(Arc::new(frame.clone())));
+        hub.latest.send_replace(Some(Arc::new(result.clone())));
+    }
+}
+
+/// Binds `settings.listen` (so a taken port is an error now, not later) and serves on
+/// `runtime`. Returns the address bound (useful with port 0).
+pub fn serve(
+    settings: &HttpSettings,
+    hub: Arc<Hub>,
+    runtime: &tokio::runtime::Handle,
+) -> Result<SocketAddr, ServiceError> {
+    settings.check()?;
+    let bind_err = |source| ServiceError::Bind {
+        addr: settings.listen,
+        source,
+    };
+    let std_listener = std::net::TcpListener::bind(settings.listen).map_err(bind_err)?;
+    std_listener.set_nonblocking(true).map_err(bind_err)?;
+    let addr = std_listener.local_addr().map_err(bind_err)?;
+    let listener = {
+        let _entered = runtime.enter();
+        tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?
+    };
+    let app = http::router(hub, settings.token.clone());
+    runtime.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            log::error!("HTTP service on {addr} stopped: {e}");
+        }
+    });
+    Ok(addr)
+}
+
+/// The runtime the HTTP service and the MQTT connection share: one worker thread, so they
+/// take little from the cores inference needs.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("edge-tl-io")
+        .enable_all()
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_listeners_need_a_token() {
+        let open = HttpSettings {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            token: None,
+        };
+        let e = open.check().unwrap_err().to_string();
+        assert!(
+            e.starts_with("refusing to serve on 0.0.0.0:8080 without a token"),
+            "{e}"
+        );
+        let empty = HttpSettings {
+            token: Some(String::new()),
+            ..open.clone()
+        };
+        assert!(empty.check().is_err());
+        let with = HttpSettings {
+            token: Some("s3cret".into()),
+            ..open
+        };
+        assert!(with.check().is_ok());
+        let local = HttpSettings {
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            token: None,
+        };
+        assert!(local.check().is_ok());
+        let local6 = HttpSettings {
+            listen: "[::1]:8080".parse().unwrap(),
+            token: None,
+        };
+        assert!(local6.check().is_ok());
+    }
+}

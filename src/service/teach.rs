@@ -1,0 +1,231 @@
+//! Teaching from the page: capture samples of a label from the live frames, and train a new
+//! head from the dataset folder, both beside the running inference loop. A trained head is
+//! written atomically to the head file, where the loop's [`HeadWatcher`] picks it up, so the
+//! loop never stops and never sees a half-written head.
+//!
+//! [`HeadWatcher`]: crate::live::HeadWatcher
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::dataset::capture::{label_dir, save_sample, CaptureError};
+use crate::dataset::{embed_dataset, visible_entries, Dataset, EmbedOptions};
+use crate::error::chain;
+use crate::head::train::{train, TrainParams};
+use crate::head::{file as head_file, Backbone};
+use crate::model::{Extractor, Outputs, ResolvedModel};
+use crate::source::RawFrame;
+
+/// Where samples go and where a trained head is written.
+#[derive(Debug, Clone)]
+pub struct TeachSettings {
+    /// Dataset folder (`<data>/<label>/*.jpg`).
+    pub data: PathBuf,
+    /// Head file the loop watches; training is refused without one.
+    pub head: Option<PathBuf>,
+    /// Backbone the head is trained on (the one the loop runs).
+    pub model: ResolvedModel,
+}
+
+/// A label folder and how many pictures it has.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelCount {
+    pub label: String,
+    pub samples: usize,
+}
+
+/// The state of the last training, for `GET /api/train`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TrainStatus {
+    /// `idle`, `running`, `done` or `failed`.
+    pub state: &'static str,
+    /// Cross-validated accuracy of the new head, when every label had enough pictures.
+    pub cv_accuracy: Option<f64>,
+    pub samples: Vec<LabelCount>,
+    /// Pictures that could not be used, with the reason.
+    pub skipped: Vec<String>,
+    pub seconds: Option<f64>,
+    pub error: Option<String>,
+    pub head: Option<PathBuf>,
+}
+
+/// Why a capture request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TeachError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("no frame from the source for {0:?}; is the camera delivering?")]
+    NoFrame(Duration),
+    #[error("a training is already running")]
+    Busy,
+    #[error(
+        "no head file to write: start `edge-tl run` with --head FILE (or `head` in the settings)"
+    )]
+    NoHeadFile,
+}
+
+/// Capturing and training; shared by the HTTP handlers.
+pub struct Teach {
+    settings: TeachSettings,
+    status: Mutex<TrainStatus>,
+}
+
+/// How long a capture waits for the next frame.
+const FRAME_WAIT: Duration = Duration::from_secs(5);
+
+impl Teach {
+    pub fn new(settings: TeachSettings) -> Teach {
+        Teach {
+            settings,
+            status: Mutex::new(TrainStatus {
+                state: "idle",
+                ..TrainStatus::default()
+            }),
+        }
+    }
+
+    pub fn data(&self) -> &Path {
+        &self.settings.data
+    }
+
+    /// The label folders of the dataset and their picture counts, by name.
+    pub fn labels(&self) -> Vec<LabelCount> {
+        let Ok(entries) = visible_entries(&self.settings.data) else {
+            return Vec::new();
+        };
+        entries
+            .into_iter()
+            .filter(|p| p.is_dir())
+            .map(|p| LabelCount {
+                label: p.file_name().unwrap_or_default().to_string_lossy().into(),
+                samples: visible_entries(&p)
+                    .map(|v| v.iter().filter(|f| f.is_file()).count())
+                    .unwrap_or(0),
+            })
+            .collect()
+    }
+
+    /// Saves the next `count` frames of `frames` as samples of `label`, `interval` apart.
+    /// Returns the file names written.
+    pub async fn capture(
+        &self,
+        frames: &mut watch::Receiver<Option<Arc<RawFrame>>>,
+        label: &str,
+        count: usize,
+        interval: Duration,
+    ) -> Result<Vec<String>, TeachError> {
+        let data = self.settings.data.clone();
+        let owned = label.to_string();
+        let dir = tokio::task::spawn_blocking(move || label_dir(&data, &owned))
+            .await
+            .expect("label_dir does not panic")?;
+        let mut saved = Vec::new();
+        for n in 0..count {
+            if n > 0 {
+                tokio::time::sleep(interval).await;
+            }
+            let frame = loop {
+                tokio::time::timeout(FRAME_WAIT, frames.changed())
+                    .await
+                    .map_err(|_| TeachError::NoFrame(FRAME_WAIT))?
+                    .map_err(|_| TeachError::NoFrame(FRAME_WAIT))?;
+                if let Some(f) = frames.borrow_and_update().clone() {
+                    break f;
+                }
+            };
+            let dir = dir.clone();
+            let path = tokio::task::spawn_blocking(move || save_sample(&dir, &frame, n as u64))
+                .await
+                .expect("save_sample does not panic")?;
+            saved.push(
+                path.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into(),
+            );
+        }
+        Ok(saved)
+    }
+
+    pub fn status(&self) -> TrainStatus {
+        self.status.lock().unwrap().clone()
+    }
+
+    /// Starts training on a thread of its own; refused while one runs.
+    pub fn start_training(self: &Arc<Self>) -> Result<(), TeachError> {
+        let head = self.settings.head.clone().ok_or(TeachError::NoHeadFile)?;
+        {
+            let mut status = self.status.lock().unwrap();
+            if status.state == "running" {
+                return Err(TeachError::Busy);
+            }
+            *status = TrainStatus {
+                state: "running",
+                samples: self.labels(),
+                head: Some(head.clone()),
+                ..TrainStatus::default()
+            };
+        }
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("edge-tl-train".into())
+            .spawn(move || {
+                let t = Instant::now();
+                let outcome = me.train_into(&head);
+                let mut status = me.status.lock().unwrap();
+                status.seconds = Some(t.elapsed().as_secs_f64());
+                match outcome {
+                    Ok((cv, skipped)) => {
+                        log::warn!("{}: trained from the page", head.display());
+                        status.state = "done";
+                        status.cv_accuracy = cv;
+                        status.skipped = skipped;
+                    }
+                    Err(e) => {
+                        log::error!("training from the page failed: {e}");
+                        status.state = "failed";
+                        status.error = Some(e);
+                    }
+                }
+            })
+            .expect("spawning a thread");
+        Ok(())
+    }
+
+    /// Embeds the dataset (through its cache; one thread, leaving the rest to inference),
+    /// trains with cross-validation, and writes the head atomically.
+    fn train_into(&self, head_path: &Path) -> Result<(Option<f64>, Vec<String>), String> {
+        let s = &self.settings;
+        let dataset = Dataset::open(&s.data).map_err(|e| chain(&e))?;
+        let extractor = Extractor::load(&s.model, Outputs::Embedding).map_err(|e| chain(&e))?;
+        let options = EmbedOptions {
+            jobs: 1,
+            ..EmbedOptions::default()
+        };
+        let set = embed_dataset(
+            &dataset,
+            &extractor,
+            &options,
+            &indicatif::ProgressBar::hidden(),
+        )
+        .map_err(|e| chain(&e))?;
+        let skipped = set
+            .skipped
+            .iter()
+            .map(|(_, e)| format!("{}: {}", e.path().display(), e.reason()))
+            .collect();
+        let head = train(
+            &set,
+            &s.data,
+            Backbone::of(&s.model),
+            &TrainParams::default(),
+        )
+        .map_err(|e| chain(&e))?;
+        head_file::save(&head, head_path).map_err(|e| chain(&e))?;
+        Ok((head.training.cv_accuracy, skipped))
+    }
+}

@@ -1,0 +1,543 @@
+//! The HTTP service of `run --http`: API answers checked against `predict`, the token, clients
+//! that misbehave, capturing and training over the API while inference goes on, and a restart
+//! after a kill. (The page itself is driven in Chromium by `tests/browser/page.test.mjs`.)
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edge_tl::source::jpeg_stream::{write_part, JpegFrames};
+use serde_json::Value;
+
+use crate::common::{pictures, stderr};
+use crate::live::{fixture, path_arg, Background, FRAMES};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 exchange on a fresh connection: status, headers, body.
+fn http(port: u16, request: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&all[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head, all[split + 4..].to_vec())
+}
+
+fn get(port: u16, path: &str, extra_headers: &str) -> (u16, String, Vec<u8>) {
+    http(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra_headers}\r\n"),
+        b"",
+    )
+}
+
+fn get_json(port: u16, path: &str) -> (u16, Value) {
+    let (status, _, body) = get(port, path, "");
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+fn post_json(port: u16, path: &str, body: &str) -> (u16, Value) {
+    let (status, _, body) = http(
+        port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        ),
+        body.as_bytes(),
+    );
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// `run --http 127.0.0.1:PORT ARGS...`, returned once `/healthz` says ok.
+fn service(args: &[&str]) -> (Background, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut all = vec!["run", "--http", &listen];
+    all.extend_from_slice(args);
+    let run = Background::start(&all);
+    wait_until(&run, "/healthz to say ok", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "/healthz", "").0 == 200
+    });
+    (run, port)
+}
+
+fn wait_until(run: &Background, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no {what} within 90 s; stderr: {}", run.stderr());
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
+}
+
+fn classified(port: u16) -> f64 {
+    let (_, _, body) = get(port, "/metrics", "");
+    metric(
+        &String::from_utf8(body).unwrap(),
+        "edge_tl_frames_classified_total",
+    )
+}
+
+#[test]
+fn the_api_serves_what_predict_says_with_metrics_preview_and_events() {
+    let f = fixture();
+    let (run, port) = service(&[
+        "--head",
+        f.head.to_str().unwrap(),
+        "--source",
+        &path_arg("dir:", &f.frames),
+        "--loop",
+        "--replay-fps",
+        "10",
+    ]);
+
+    // The latest prediction is what `predict` says about that frame.
+    let (status, p) = get_json(port, "/api/prediction");
+    assert_eq!(status, 200, "{p}");
+    let frame = p["frame"].as_u64().unwrap() as usize % FRAMES;
+    assert_eq!(p["label"], f.predicted[frame].0.as_str(), "{p}");
+    assert_eq!(
+        p["prob"].as_f64().unwrap() as f32,
+        f.predicted[frame].1 as f32
+    );
+
+    // Server-sent events: `prediction` events carrying the same JSON.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while text.matches("event: prediction").count() < 3 {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "event stream closed: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(text.contains("content-type: text/event-stream"), "{text}");
+    let data: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    for e in &data {
+        let i = e["frame"].as_u64().unwrap() as usize % FRAMES;
+        assert_eq!(e["label"], f.predicted[i].0.as_str(), "{e}");
+    }
+
+    // The preview: frames of the source, as JPEG, in a multipart stream and as a snapshot.
+    let (status, head, jpeg) = get(port, "/snapshot.jpg", "");
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        f.jpegs.contains(&jpeg),
+        "the snapshot is one of the source's frames"
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut frames = JpegFrames::new(s);
+    for _ in 0..3 {
+        let jpeg = frames.next_frame().unwrap().unwrap();
+        assert!(f.jpegs.contains(&jpeg), "a preview frame is a source frame");
+    }
+
+    // Prometheus text.
+    let (status, head, body) = get(port, "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    let text = String::from_utf8(body).unwrap();
+    assert!(metric(&text, "edge_tl_frames_classified_total") >= 3.0);
+    let cats = metric(&text, "edge_tl_predictions_total{label=\"cat\"}");
+    let dogs = metric(&text, "edge_tl_predictions_total{label=\"dog\"}");
+    assert!(cats >= 1.0 && dogs >= 1.0, "{text}");
+    assert!(
+        metric(
+            &text,
+            "edge_tl_stage_latency_seconds_count{stage=\"extract\"}"
+        ) >= 3.0
+    );
+    assert!(text.contains("edge_tl_frames_dropped_total"));
+    assert!(text.contains("edge_tl_source_reconnects_total 0"));
+
+    // The page and an unknown path.
+    let (status, _, page) = get(port, "/", "");
+    assert_eq!(status, 200);
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.contains("id=\"train\"") && page.contains("stream.mjpg"));
+    let (status, body) = get_json(port, "/nope");
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains("no such page"));
+
+    let (status, err) = run.terminate();
+    assert!(status.success(), "{status:?}: {err}");
+}
+
+#[test]
+fn a_token_guards_everything_but_health() {
+    let f = fixture();
+    let source = path_arg("dir:", &f.frames);
+    // Listening beyond loopback without a token is refused before anything starts, whether
+    // the address comes from a flag or from the settings file.
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("config.toml");
+    std::fs::write(&settings, "[http]\nlisten = \"0.0.0.0:1\"\n").unwrap();
+    let head = f.head.to_str().unwrap();
+    for how in [
+        ["--http", "0.0.0.0:1"],
+        ["--config", settings.to_str().unwrap()],
+    ] {
+        let mut args = vec!["run", "--source", &source, "--head", head];
+        args.extend(how);
+        let out = crate::common::edge_tl(&args);
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("refusing to serve on 0.0.0.0:1 without a token"),
+            "{how:?}: {}",
+            stderr(&out)
+        );
+    }
+
+    let (run, port) = service(&[
+        "--http-token",
+        "s3cret",
+        "--head",
+        f.head.to_str().unwrap(),
+        "--source",
+        &source,
+        "--loop",
+        "--replay-fps",
+        "10",
+    ]);
+    let (status, body) = get_json(port, "/api/prediction");
+    assert_eq!(status, 401);
+    assert!(body["error"].as_str().unwrap().contains("Bearer"), "{body}");
+    assert_eq!(
+        get(port, "/metrics", "Authorization: Bearer wrong\r\n").0,
+        401
+    );
+    assert_eq!(
+        get(port, "/metrics", "Authorization: Bearer s3cret\r\n").0,
+        200
+    );
+    // `/?token=` lets a browser in and leaves a cookie for the page's own requests.
+    let (status, head, _) = get(port, "/?token=s3cret", "");
+    assert_eq!(status, 200);
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .unwrap_or_else(|| panic!("no cookie in {head}"));
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap();
+    assert_eq!(
+        get(port, "/api/prediction", &format!("Cookie: {pair}\r\n")).0,
+        200
+    );
+    run.terminate();
+}
+
+#[test]
+fn malformed_slow_and_many_clients_never_stop_inference() {
+    let f = fixture();
+    let (run, port) = service(&[
+        "--head",
+        f.head.to_str().unwrap(),
+        "--source",
+        &path_arg("dir:", &f.frames),
+        "--loop",
+        "--replay-fps",
+        "8",
+    ]);
+    // Malformed requests get an answer that says what is wrong.
+    let (status, body) = post_json(port, "/api/capture", "{not json");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("expected {\"label\""),
+        "{body}"
+    );
+    let (status, body) = post_json(port, "/api/capture", r#"{"label": "../etc"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("label"), "{body}");
+    let (status, body) = post_json(port, "/api/capture", r#"{"label": "cat", "count": 0}"#);
+    assert_eq!(status, 400, "{body}");
+    let mut garbage = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    garbage
+        .write_all(b"\x00\x01NOT HTTP AT ALL\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = garbage.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    // Slow clients: previews and event streams that are never read, and half-sent requests.
+    let mut idle = Vec::new();
+    for i in 0..20 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let request: &[u8] = match i % 3 {
+            0 => b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n",
+            1 => b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n",
+            _ => b"GET /api/predi",
+        };
+        s.write_all(request).unwrap();
+        idle.push(s);
+    }
+    let before = classified(port);
+    // A burst: 8 threads x 25 requests.
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let burst: Vec<_> = (0..8)
+        .map(|_| {
+            let failures = failures.clone();
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    let (status, _, _) = get(port, "/api/prediction", "");
+                    if status != 200 {
+                        failures.lock().unwrap().push(status);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in burst {
+        t.join().unwrap();
+    }
+    assert!(failures.lock().unwrap().is_empty(), "{failures:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    let after = classified(port);
+    assert!(
+        after >= before + 5.0,
+        "inference slowed to {} frames in 2 s+ with slow clients connected",
+        after - before
+    );
+    let (status, health) = get_json(port, "/healthz");
+    assert_eq!(status, 200, "{health}");
+    drop(idle);
+    let (status, err) = run.terminate();
+    assert!(status.success(), "{status:?}: {err}");
+}
+
+/// An MJPEG server whose picture the test switches: what a camera pointed at one thing,
+/// then another, would send.
+struct Scene {
+    showing: Arc<Mutex<Vec<Vec<u8>>>>,
+    url: String,
+}
+
+impl Scene {
+    fn start(first: Vec<Vec<u8>>) -> Scene {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/stream.mjpg", listener.local_addr().unwrap());
+        let showing = Arc::new(Mutex::new(first));
+        let scene = showing.clone();
+        std::thread::spawn(move || {
+            for socket in listener.incoming() {
+                let Ok(mut socket) = socket else { return };
+                let scene = scene.clone();
+                std::thread::spawn(move || {
+                    let mut byte = [0u8; 1];
+                    let mut request = Vec::new();
+                    while !request.ends_with(b"\r\n\r\n")
+                        && socket.read(&mut byte).unwrap_or(0) == 1
+                    {
+                        request.push(byte[0]);
+                    }
+                    let head = "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; \
+                                boundary=edgetlframe\r\n\r\n";
+                    if socket.write_all(head.as_bytes()).is_err() {
+                        return;
+                    }
+                    for i in 0.. {
+                        let jpeg = {
+                            let s = scene.lock().unwrap();
+                            s[i % s.len()].clone()
+                        };
+                        let mut part = Vec::new();
+                        write_part(&mut part, &jpeg).unwrap();
+                        if socket.write_all(&part).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                });
+            }
+        });
+        Scene { showing, url }
+    }
+
+    fn show(&self, jpegs: Vec<Vec<u8>>) {
+        *self.showing.lock().unwrap() = jpegs;
+    }
+}
+
+fn camera_frames(rel: &str, n: usize) -> Vec<Vec<u8>> {
+    let size = edge_tl::source::Size {
+        width: 640,
+        height: 480,
+    };
+    pictures(rel, n)
+        .iter()
+        .map(|p| edge_tl::source::recording::camera_frame(p, size).unwrap())
+        .collect()
+}
+
+fn decodes_whole(dir: &Path) -> usize {
+    let files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    for f in &files {
+        edge_tl::preprocess::decode_file(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+    files.len()
+}
+
+#[test]
+fn samples_captured_and_trained_over_the_api_change_the_answer_without_a_restart() {
+    let cats = camera_frames("catsdogs/test/cat", 8);
+    let dogs = camera_frames("catsdogs/test/dog", 8);
+    let scene = Scene::start(cats.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dataset");
+    let head = dir.path().join("home.head");
+    let (run, port) = service(&[
+        "--source",
+        &scene.url,
+        "--data",
+        data.to_str().unwrap(),
+        "--head",
+        head.to_str().unwrap(),
+    ]);
+    assert!(
+        run.stderr().contains("does not exist yet"),
+        "{}",
+        run.stderr()
+    );
+    // Before any training: ImageNet classes; training is refused without pictures.
+    let (_, p) = get_json(port, "/api/prediction");
+    assert_ne!(p["label"], "cat");
+    let (status, _) = post_json(port, "/api/train", "");
+    assert_eq!(status, 202);
+    let status = wait_training(&run, port);
+    assert_eq!(status["state"], "failed", "{status}");
+    assert!(
+        status["error"]
+            .as_str()
+            .unwrap()
+            .contains(data.to_str().unwrap()),
+        "{status}"
+    );
+
+    let (status, body) = post_json(
+        port,
+        "/api/capture",
+        r#"{"label": "cat", "count": 6, "interval_ms": 50}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["saved"].as_array().unwrap().len(), 6, "{body}");
+    scene.show(dogs.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, body) = post_json(
+        port,
+        "/api/capture",
+        r#"{"label": "dog", "count": 6, "interval_ms": 50}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["samples"], 6);
+    let (_, labels) = get_json(port, "/api/labels");
+    assert_eq!(
+        labels["labels"],
+        serde_json::json!([{"label": "cat", "samples": 6}, {"label": "dog", "samples": 6}])
+    );
+    assert_eq!(decodes_whole(&data.join("cat")), 6);
+
+    let before = classified(port);
+    let (status, body) = post_json(port, "/api/train", "");
+    assert_eq!(status, 202, "{body}");
+    let (again, _) = post_json(port, "/api/train", "");
+    let status = wait_training(&run, port);
+    assert!(
+        again == 409 || again == 202,
+        "a second request while training: {again}"
+    );
+    assert_eq!(status["state"], "done", "{status}");
+    assert!(status["cv_accuracy"].as_f64().unwrap() >= 0.8, "{status}");
+    assert!(head.exists());
+    assert!(
+        classified(port) > before,
+        "inference went on during training"
+    );
+
+    // The loop swaps the new head in: the dog it sees is a dog, then the cat a cat.
+    wait_until(&run, "label dog", || {
+        get_json(port, "/api/prediction").1["label"] == "dog"
+    });
+    scene.show(cats);
+    wait_until(&run, "label cat", || {
+        get_json(port, "/api/prediction").1["label"] == "cat"
+    });
+    assert!(
+        run.stderr().contains("new head loaded (2 labels)"),
+        "{}",
+        run.stderr()
+    );
+
+    // A crash (SIGKILL) loses nothing; the service starts again on the same port.
+    let mut run = run;
+    run.child.kill().unwrap();
+    run.child.wait().unwrap();
+    assert_eq!(decodes_whole(&data.join("dog")), 6);
+    let listen = format!("127.0.0.1:{port}");
+    let again = Background::start(&[
+        "run",
+        "--http",
+        &listen,
+        "--source",
+        &scene.url,
+        "--data",
+        data.to_str().unwrap(),
+        "--head",
+        head.to_str().unwrap(),
+    ]);
+    wait_until(&again, "the restarted service", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && get(port, "/healthz", "").0 == 200
+            && get_json(port, "/api/prediction").1["label"] == "cat"
+    });
+    let (status, err) = again.terminate();
+    assert!(status.success(), "{status:?}: {err}");
+}
+
+fn wait_training(run: &Background, port: u16) -> Value {
+    let mut last = Value::Null;
+    wait_until(run, "the end of training", || {
+        last = get_json(port, "/api/train").1;
+        last["state"] != "running"
+    });
+    last
+}
