@@ -196,6 +196,23 @@ pub enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// What the network sees: a layer's feature maps for one picture, as a grid PNG
+    Features {
+        /// The picture (not needed with --layer list)
+        photo: Option<PathBuf>,
+        /// Layer: its number or (part of) its name; `list` lists them [default: 0, the first
+        /// convolution]
+        #[arg(long, default_value = "0", value_name = "NAME|INDEX|list")]
+        layer: String,
+        /// Where to write the PNG
+        #[arg(long, short = 'o', value_name = "FILE.png", default_value = "maps.png")]
+        out: PathBuf,
+        /// Channels shown (the first N)
+        #[arg(long, default_value_t = 64, value_name = "N")]
+        max_channels: usize,
+        #[command(flatten)]
+        model: ModelArg,
+    },
     /// Name what is in pictures with the backbone's own ImageNet classifier (no head needed)
     Classify {
         /// Pictures (JPEG, PNG, GIF, BMP, WebP)

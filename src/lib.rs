@@ -11,6 +11,7 @@
 pub mod config;
 pub mod dataset;
 pub mod error;
+pub mod feature_grid;
 pub mod frame;
 pub mod head;
 pub mod live;

@@ -8,6 +8,7 @@ mod config;
 mod devices;
 mod dump_inputs;
 mod eval;
+mod features;
 mod models;
 mod predict;
 mod run;
@@ -79,6 +80,19 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             },
             watch: !no_watch,
             source,
+            model: model.model,
+        }),
+        Command::Features {
+            photo,
+            layer,
+            out,
+            max_channels,
+            model,
+        } => features::run(features::FeaturesArgs {
+            photo,
+            layer,
+            out,
+            max_channels,
             model: model.model,
         }),
         Command::Classify {

@@ -75,14 +75,7 @@ impl Extractor {
         let mut graph = tract_onnx::onnx()
             .model_for_path(&model.path)
             .map_err(tract(&format!("loading {}", model.path.display())))?;
-        let input_ix = input_index(&graph, &m.input.name).map_err(tract("finding the input"))?;
-        let fact = match m.input.dtype {
-            crate::model::manifest::DType::U8 => u8::fact(m.input.shape),
-            crate::model::manifest::DType::F32 => f32::fact(m.input.shape),
-        };
-        graph
-            .set_input_fact(input_ix, fact.into())
-            .map_err(tract("fixing the input shape"))?;
+        fix_input(&mut graph, m).map_err(tract("fixing the input shape"))?;
         graph
             .select_outputs_by_name(&names)
             .map_err(tract("selecting the embedding/logits outputs"))?;
@@ -215,7 +208,7 @@ pub struct OpTime {
     pub nodes: usize,
 }
 
-fn to_tensor(input: &InputTensor) -> TractResult<Tensor> {
+pub(super) fn to_tensor(input: &InputTensor) -> TractResult<Tensor> {
     match &input.data {
         TensorData::U8(v) => Tensor::from_shape(&input.shape, v),
         TensorData::F32(v) => Tensor::from_shape(&input.shape, v),
@@ -223,9 +216,19 @@ fn to_tensor(input: &InputTensor) -> TractResult<Tensor> {
 }
 
 /// Wraps a tract error with the model's name and the step that failed.
-fn tract_error(name: &str, what: &str) -> impl FnOnce(anyhow::Error) -> ModelError {
+pub(super) fn tract_error(name: &str, what: &str) -> impl FnOnce(anyhow::Error) -> ModelError {
     let (name, what) = (name.to_string(), what.to_string());
     move |source| ModelError::Tract { name, what, source }
+}
+
+/// Fixes the graph's input to the manifest's type and shape, so tract can optimise for it.
+pub(super) fn fix_input(graph: &mut InferenceModel, m: &Manifest) -> TractResult<()> {
+    let ix = input_index(graph, &m.input.name)?;
+    let fact = match m.input.dtype {
+        crate::model::manifest::DType::U8 => u8::fact(m.input.shape),
+        crate::model::manifest::DType::F32 => f32::fact(m.input.shape),
+    };
+    graph.set_input_fact(ix, fact.into())
 }
 
 fn input_index(graph: &InferenceModel, name: &str) -> TractResult<usize> {

@@ -1,7 +1,8 @@
-//! Backbones: their descriptions ([`manifest`]), where their files are ([`store`]) and running
-//! them ([`extractor`], the only module that uses tract).
+//! Backbones: their descriptions ([`manifest`]), where their files are ([`store`]), running
+//! them ([`extractor`]) and looking inside them ([`layers`]); the only modules that use tract.
 
 pub mod extractor;
+pub mod layers;
 pub mod manifest;
 pub mod store;
 

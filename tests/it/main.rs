@@ -5,6 +5,7 @@ mod accuracy;
 mod cli;
 mod common;
 mod decode;
+mod features;
 mod live;
 mod mqtt;
 mod pull;

@@ -541,3 +541,32 @@ fn wait_training(run: &Background, port: u16) -> Value {
     });
     last
 }
+
+#[test]
+fn sigterm_during_a_capture_from_the_page_keeps_every_saved_sample_whole() {
+    let scene = Scene::start(camera_frames("catsdogs/test/cat", 4));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dataset");
+    let (run, port) = service(&["--source", &scene.url, "--data", data.to_str().unwrap()]);
+    let capturing = std::thread::spawn(move || {
+        // The answer may never come: the service stops mid-request.
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let body = r#"{"label": "cat", "count": 100, "interval_ms": 10}"#;
+        let _ = write!(
+            s,
+            "POST /api/capture HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    });
+    let label = data.join("cat");
+    wait_until(&run, "a few saved samples", || {
+        label.is_dir() && std::fs::read_dir(&label).unwrap().count() >= 3
+    });
+    let (status, err) = run.terminate();
+    assert!(status.success(), "{status:?}: {err}");
+    capturing.join().unwrap();
+    let saved = decodes_whole(&label);
+    assert!((3..100).contains(&saved), "{saved} samples");
+}
