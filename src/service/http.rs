@@ -267,24 +267,36 @@ async fn train_status(State(app): State<App>) -> Response {
     Json(app.hub.teach.status()).into_response()
 }
 
-/// The frame as JPEG: a camera's JPEG as it came, anything else encoded.
-async fn preview_jpeg(frame: Arc<RawFrame>) -> Option<Vec<u8>> {
+/// The frame as JPEG: a camera's JPEG as it came, anything else (YUYV frames, replayed PNGs)
+/// encoded once per frame however many previews are open.
+async fn preview_jpeg(hub: &Hub, frame: Arc<RawFrame>) -> Option<Arc<Vec<u8>>> {
     if let FrameData::Encoded(bytes) = &frame.data {
         if bytes.starts_with(&[0xFF, 0xD8]) {
-            return Some(bytes.clone());
+            return Some(Arc::new(bytes.clone()));
         }
     }
-    tokio::task::spawn_blocking(move || sample_jpeg(&frame).ok().map(|b| b.into_owned()))
-        .await
-        .ok()
-        .flatten()
+    let key = (frame.index, frame.captured);
+    let mut cache = hub.preview.lock().await;
+    if let Some((k, jpeg)) = cache.as_ref() {
+        if *k == key {
+            return Some(jpeg.clone());
+        }
+    }
+    let jpeg =
+        tokio::task::spawn_blocking(move || sample_jpeg(&frame).ok().map(|b| b.into_owned()))
+            .await
+            .ok()
+            .flatten()
+            .map(Arc::new)?;
+    *cache = Some((key, jpeg.clone()));
+    Some(jpeg)
 }
 
 async fn snapshot(State(app): State<App>) -> Response {
     let latest = app.hub.frames.borrow().clone();
     match latest {
-        Some(frame) => match preview_jpeg(frame).await {
-            Some(jpeg) => ([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response(),
+        Some(frame) => match preview_jpeg(&app.hub, frame).await {
+            Some(jpeg) => ([(header::CONTENT_TYPE, "image/jpeg")], jpeg.to_vec()).into_response(),
             None => error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the latest frame is damaged",
@@ -302,12 +314,12 @@ async fn mjpeg(State(app): State<App>) -> Response {
     let mut rx = app.hub.frames.subscribe();
     rx.mark_changed();
     let opening = stream::once(async { Ok(Bytes::from(format!("--{BOUNDARY}\r\n"))) });
-    let parts = stream::unfold(rx, |mut rx| async move {
+    let parts = stream::unfold((rx, app.hub), |(mut rx, hub)| async move {
         loop {
             rx.changed().await.ok()?;
             let latest = rx.borrow_and_update().clone();
             let Some(frame) = latest else { continue };
-            let Some(jpeg) = preview_jpeg(frame).await else {
+            let Some(jpeg) = preview_jpeg(&hub, frame).await else {
                 continue;
             };
             let mut part = Vec::with_capacity(jpeg.len() + 100);
@@ -319,7 +331,7 @@ async fn mjpeg(State(app): State<App>) -> Response {
             .ok()?;
             part.extend_from_slice(&jpeg);
             write!(part, "\r\n--{BOUNDARY}\r\n").ok()?;
-            return Some((Ok::<_, Infallible>(Bytes::from(part)), rx));
+            return Some((Ok::<_, Infallible>(Bytes::from(part)), (rx, hub)));
         }
     });
     let parts = opening.chain(parts);

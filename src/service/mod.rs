@@ -53,11 +53,15 @@ impl HttpSettings {
     }
 }
 
+type PreviewJpeg = ((u64, std::time::SystemTime), Arc<Vec<u8>>);
+
 /// What the loop publishes and the server reads.
 pub struct Hub {
     latest: watch::Sender<Option<Arc<LiveResult>>>,
     frames: watch::Sender<Option<Arc<RawFrame>>>,
     last_result: Mutex<Option<Instant>>,
+    /// The newest frame encoded as JPEG for previews, keyed by (index, capture time).
+    preview: tokio::sync::Mutex<Option<PreviewJpeg>>,
     started: Instant,
     pub metrics: Metrics,
     pub teach: Arc<Teach>,
@@ -69,6 +73,7 @@ impl Hub {
             latest: watch::channel(None).0,
             frames: watch::channel(None).0,
             last_result: Mutex::new(None),
+            preview: tokio::sync::Mutex::new(None),
             started: Instant::now(),
             metrics: Metrics::default(),
             teach: Arc::new(teach),
@@ -139,6 +144,8 @@ pub fn serve(
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        // File writes and JPEG encoding for previews; few, so they cannot crowd out inference.
+        .max_blocking_threads(2)
         .thread_name("edge-tl-io")
         .enable_all()
         .build()
