@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export EDGE_TL_SHARED="${EDGE_TL_SHARED:-$(cd .. && pwd)/shared}"
 cargo test --all-targets
+# The lean build (no HTTP service, no MQTT, no async runtime) must keep compiling.
+cargo check --no-default-features --all-targets
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 python3 scripts/check_onnxruntime.py "$target_dir/debug/edge-tl"
 bash scripts/check-systemd.sh "$target_dir/debug/edge-tl"

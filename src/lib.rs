@@ -20,6 +20,7 @@ pub mod model;
 pub mod pipeline;
 pub mod predict;
 pub mod preprocess;
+#[cfg(feature = "service")]
 pub mod service;
 pub mod sink;
 pub mod source;

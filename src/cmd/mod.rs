@@ -12,6 +12,7 @@ mod features;
 mod models;
 mod predict;
 mod run;
+mod run_services;
 mod train;
 
 use std::path::Path;

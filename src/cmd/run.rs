@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::run_services::Services;
 use crate::cli::{ServiceArgs, SourceArgs};
 use edge_tl::config::{Checked, Config};
 use edge_tl::live::{run_loop, HeadWatcher, LiveOptions};
 use edge_tl::pipeline::Pipeline;
-use edge_tl::service::{self, HttpSettings, Hub, HubSink, Teach, TeachSettings};
-use edge_tl::sink::mqtt::{MqttSettings, MqttSink};
+use edge_tl::sink::mqtt::MqttSettings;
 use edge_tl::sink::systemd::SystemdNotify;
 use edge_tl::sink::{Fanout, JsonLines, Sink};
 use edge_tl::source::Feed;
@@ -101,7 +101,7 @@ impl RunArgs {
         self.mqtt_extra = m.clone();
     }
 
-    fn mqtt_settings(&self) -> Option<MqttSettings> {
+    pub(super) fn mqtt_settings(&self) -> Option<MqttSettings> {
         let s = &self.service;
         let mut m = MqttSettings::new(s.mqtt.as_deref()?);
         m.user.clone_from(&s.mqtt_user);
@@ -164,35 +164,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     pipeline.set_threads(threads);
-    let http = args.service.http.map(|listen| HttpSettings {
-        listen,
-        token: args.service.http_token.clone(),
-    });
-    if let Some(h) = &http {
-        h.check()?;
-    }
-    let mqtt = args.mqtt_settings();
-    let runtime = match (&http, &mqtt) {
-        (None, None) => None,
-        _ => Some(service::runtime().context("starting the service's runtime")?),
-    };
-    let hub = match (&http, &runtime) {
-        (Some(h), Some(rt)) => {
-            let hub = Hub::new(Teach::new(TeachSettings {
-                data: args.service.data.clone(),
-                head: args.head.clone(),
-                model: pipeline.extractor().model().clone(),
-            }));
-            let addr = service::serve(h, hub.clone(), rt.handle())?;
-            eprintln!("serving the live page on http://{addr}/");
-            Some(hub)
-        }
-        _ => None,
-    };
-    let mut mqtt_sink = match (&mqtt, &runtime) {
-        (Some(m), Some(rt)) => Some(MqttSink::start(m, rt.handle())?),
-        _ => None,
-    };
+    let mut services = Services::start(&args, &pipeline)?;
     let source = super::open_source(&args.source)?;
     eprintln!(
         "classifying {} into {} labels on {} thread{}; Ctrl-C stops",
@@ -212,13 +184,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(s) = systemd.as_mut() {
         sinks.push(s);
     }
-    let mut hub_sink = hub.map(HubSink);
-    if let Some(s) = hub_sink.as_mut() {
-        sinks.push(s);
-    }
-    if let Some(s) = mqtt_sink.as_mut() {
-        sinks.push(s);
-    }
+    sinks.extend(services.sinks());
     let mut sink = Fanout(sinks);
     let outcome = run_loop(
         &mut pipeline,
@@ -229,9 +195,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         &mut sink,
     );
     drop(sink);
-    if let Some(m) = mqtt_sink {
-        m.close();
-    }
+    services.close();
     let summary = outcome.context("camera loop")?;
     let f = summary.feed;
     eprintln!(

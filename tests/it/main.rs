@@ -7,6 +7,8 @@ mod common;
 mod decode;
 mod features;
 mod live;
+#[cfg(feature = "service")]
 mod mqtt;
 mod pull;
+#[cfg(feature = "service")]
 mod service;

@@ -1,0 +1,113 @@
+//! The optional parts of `run`: the HTTP service and MQTT, present when edge-tl is built with
+//! the `service` cargo feature (the default). Without it, asking for them is an error that
+//! says so, and the binary carries no async runtime.
+
+use edge_tl::pipeline::Pipeline;
+use edge_tl::sink::Sink;
+
+use super::run::RunArgs;
+
+#[cfg(feature = "service")]
+pub use with_service::Services;
+
+#[cfg(feature = "service")]
+mod with_service {
+    use super::*;
+    use anyhow::Context;
+    use edge_tl::service::{self, HttpSettings, Hub, HubSink, Teach, TeachSettings};
+    use edge_tl::sink::mqtt::MqttSink;
+
+    /// The running HTTP service and MQTT connection, and the runtime they share.
+    pub struct Services {
+        hub: Option<HubSink>,
+        mqtt: Option<MqttSink>,
+        _runtime: Option<tokio::runtime::Runtime>,
+    }
+
+    impl Services {
+        /// Starts what the settings ask for: binds the HTTP port (a token is required off
+        /// loopback) and connects to the broker (a refusal is an error).
+        pub fn start(args: &RunArgs, pipeline: &Pipeline) -> anyhow::Result<Services> {
+            let http = args.service.http.map(|listen| HttpSettings {
+                listen,
+                token: args.service.http_token.clone(),
+            });
+            if let Some(h) = &http {
+                h.check()?;
+            }
+            let mqtt = args.mqtt_settings();
+            if http.is_none() && mqtt.is_none() {
+                return Ok(Services {
+                    hub: None,
+                    mqtt: None,
+                    _runtime: None,
+                });
+            }
+            let runtime = service::runtime().context("starting the service's runtime")?;
+            let hub = match &http {
+                Some(h) => {
+                    let hub = Hub::new(Teach::new(TeachSettings {
+                        data: args.service.data.clone(),
+                        head: args.head.clone(),
+                        model: pipeline.extractor().model().clone(),
+                    }));
+                    let addr = service::serve(h, hub.clone(), runtime.handle())?;
+                    eprintln!("serving the live page on http://{addr}/");
+                    Some(HubSink(hub))
+                }
+                None => None,
+            };
+            let mqtt = match &mqtt {
+                Some(m) => Some(MqttSink::start(m, runtime.handle())?),
+                None => None,
+            };
+            Ok(Services {
+                hub,
+                mqtt,
+                _runtime: Some(runtime),
+            })
+        }
+
+        pub fn sinks(&mut self) -> Vec<&mut dyn Sink> {
+            let mut v: Vec<&mut dyn Sink> = Vec::new();
+            if let Some(h) = self.hub.as_mut() {
+                v.push(h);
+            }
+            if let Some(m) = self.mqtt.as_mut() {
+                v.push(m);
+            }
+            v
+        }
+
+        /// Says `offline` over MQTT before the process ends.
+        pub fn close(self) {
+            if let Some(m) = self.mqtt {
+                m.close();
+            }
+        }
+    }
+}
+
+/// Stands in for the service in builds without it.
+#[cfg(not(feature = "service"))]
+pub struct Services;
+
+#[cfg(not(feature = "service"))]
+impl Services {
+    pub fn start(args: &RunArgs, _pipeline: &Pipeline) -> anyhow::Result<Services> {
+        if args.service.http.is_some() || args.mqtt_settings().is_some() {
+            anyhow::bail!(
+                "this edge-tl was built without the HTTP service and MQTT (cargo feature \
+                 `service`); rebuild with default features, or drop --http/--mqtt and the \
+                 [http] listen / [mqtt] url settings"
+            );
+        }
+        Ok(Services)
+    }
+
+    pub fn sinks(&mut self) -> Vec<&mut dyn Sink> {
+        Vec::new()
+    }
+
+    pub fn close(self) {}
+}

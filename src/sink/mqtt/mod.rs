@@ -1,0 +1,149 @@
+//! MQTT (`run --mqtt mqtt://broker`): what the camera sees, for Home Assistant and friends.
+//!
+//! Topics, under `<prefix>/<device-id>/` (prefix `edge-tl`):
+//! - `availability`: `online` (retained) once connected, `offline` on a clean stop and, as the
+//!   broker's last will, when the device vanishes;
+//! - `state`: `{"label","prob","ts"}`, retained, so a new subscriber sees the current answer;
+//! - `prediction`: the whole result (the JSON line of `run`), each time the label changes.
+//!
+//! With discovery on (the default), `<discovery-prefix>/sensor/edge-tl-<id>/label/config`
+//! announces a sensor, so the device appears in Home Assistant by itself.
+//!
+//! The connection lives on the service's tokio runtime; the inference loop only queues
+//! messages (never waits), and a full queue drops them. After a reconnect everything retained
+//! is announced again, so a restarted broker without persistence has the current state.
+
+#[cfg(feature = "service")]
+mod client;
+#[cfg(feature = "service")]
+pub use client::MqttSink;
+
+/// How to reach the broker and what to call this device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttSettings {
+    /// `mqtt://host[:port]` (port 1883 when left out).
+    pub url: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// Topic level for this device (default: the host name).
+    pub device_id: String,
+    pub topic_prefix: String,
+    /// Home Assistant discovery prefix; `None` turns discovery off.
+    pub discovery_prefix: Option<String>,
+}
+
+impl MqttSettings {
+    /// Settings with the defaults: this host's name as device id, prefix `edge-tl`,
+    /// discovery under `homeassistant`.
+    pub fn new(url: &str) -> Self {
+        MqttSettings {
+            url: url.to_string(),
+            user: None,
+            password: None,
+            device_id: default_device_id(),
+            topic_prefix: "edge-tl".into(),
+            discovery_prefix: Some("homeassistant".into()),
+        }
+    }
+}
+
+/// The host name, reduced to what is safe in a topic level and a Home Assistant id.
+pub fn default_device_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let id = sanitize_id(host.trim());
+    if id.is_empty() {
+        "edge-tl".into()
+    } else {
+        id
+    }
+}
+
+fn sanitize_id(s: &str) -> String {
+    s.chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Why MQTT cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MqttError {
+    #[error("MQTT broker address {url:?}: {problem} (expected mqtt://HOST[:PORT])")]
+    Url { url: String, problem: String },
+    #[error("MQTT device id {id:?}: use letters, digits, - and _ only")]
+    DeviceId { id: String },
+    #[error("MQTT broker {broker} refused the connection: {reason}")]
+    Refused { broker: String, reason: String },
+}
+
+/// Host and port from `mqtt://host[:port]`.
+pub fn parse_url(url: &str) -> Result<(String, u16), MqttError> {
+    let bad = |problem: &str| MqttError::Url {
+        url: url.to_string(),
+        problem: problem.to_string(),
+    };
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+        .ok_or_else(|| {
+            if url.starts_with("mqtts://") || url.starts_with("ssl://") {
+                bad("TLS is not built in; use a broker listener without TLS on the LAN")
+            } else {
+                bad("not an mqtt:// address")
+            }
+        })?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| bad(&format!("port {p:?} is not a number from 1 to 65535")))?,
+        ),
+        None => (rest, 1883),
+    };
+    if host.is_empty() || host.contains('/') || host.contains('@') {
+        return Err(bad("no host name"));
+    }
+    Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_addresses() {
+        assert_eq!(
+            parse_url("mqtt://pi.local").unwrap(),
+            ("pi.local".into(), 1883)
+        );
+        assert_eq!(
+            parse_url("mqtt://10.0.0.2:1884/").unwrap(),
+            ("10.0.0.2".into(), 1884)
+        );
+        assert_eq!(parse_url("tcp://h:1").unwrap(), ("h".into(), 1));
+        let e = parse_url("mqtts://h").unwrap_err().to_string();
+        assert!(e.contains("TLS is not built in"), "{e}");
+        let e = parse_url("http://h").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "MQTT broker address \"http://h\": not an mqtt:// address (expected mqtt://HOST[:PORT])"
+        );
+        assert!(parse_url("mqtt://h:99999").is_err());
+        assert!(parse_url("mqtt://:1883").is_err());
+    }
+
+    #[test]
+    fn device_ids_are_topic_safe() {
+        assert_eq!(sanitize_id("Kitchen Pi.local"), "kitchen_pi_local");
+        assert!(!default_device_id().is_empty());
+    }
+}
