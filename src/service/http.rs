@@ -258,7 +258,7 @@ async fn capture(
 async fn train(State(app): State<App>) -> Response {
     match app.hub.teach.start_training() {
         Ok(()) => (StatusCode::ACCEPTED, Json(app.hub.teach.status())).into_response(),
-        Err(e @ TeachError::Busy) => error(StatusCode::CONFLICT, e),
+        // Busy, or no head file to write: both are about the state of the device.
         Err(e) => error(StatusCode::CONFLICT, e),
     }
 }

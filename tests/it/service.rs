@@ -548,6 +548,13 @@ fn sigterm_during_a_capture_from_the_page_keeps_every_saved_sample_whole() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("dataset");
     let (run, port) = service(&["--source", &scene.url, "--data", data.to_str().unwrap()]);
+    // Without --head there is nowhere to write a trained head: the page is told so.
+    let (status, body) = post_json(port, "/api/train", "");
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("--head FILE"),
+        "{body}"
+    );
     let capturing = std::thread::spawn(move || {
         // The answer may never come: the service stops mid-request.
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
