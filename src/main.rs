@@ -13,6 +13,16 @@ fn main() -> ExitCode {
     // file sits between them).
     let matches = cli::Cli::command().get_matches();
     let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if !matches!(
+        cli.command,
+        cli::Command::Run { .. } | cli::Command::Capture { .. }
+    ) {
+        // Rust ignores SIGPIPE, so printing into a closed pipe (`| head`) panics. Commands
+        // that print and end take the Unix default: end quietly. `run` and `capture` keep it
+        // ignored: they notice a closed stdout themselves and must save what they hold.
+        // SAFETY: no other thread exists yet; SIG_DFL is a valid disposition for SIGPIPE.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cmd::run(cli, &matches) {
         Ok(code) => code,
         Err(err) => {
