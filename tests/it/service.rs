@@ -99,18 +99,27 @@ fn classified(port: u16) -> f64 {
     )
 }
 
-#[test]
-fn the_api_serves_what_predict_says_with_metrics_preview_and_events() {
+/// The service on the fixture's frames replayed in a loop at 10 frames/s, plus `extra` flags.
+fn replay_service(extra: &[&str]) -> (Background, u16) {
     let f = fixture();
-    let (run, port) = service(&[
+    let frames = path_arg("dir:", &f.frames);
+    let mut args = vec![
         "--head",
         f.head.to_str().unwrap(),
         "--source",
-        &path_arg("dir:", &f.frames),
+        &frames,
         "--loop",
         "--replay-fps",
         "10",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    service(&args)
+}
+
+#[test]
+fn the_api_serves_what_predict_says_with_metrics_preview_and_events() {
+    let f = fixture();
+    let (run, port) = replay_service(&[]);
 
     // The latest prediction is what `predict` says about that frame.
     let (status, p) = get_json(port, "/api/prediction");
@@ -218,17 +227,7 @@ fn a_token_guards_everything_but_health() {
         );
     }
 
-    let (run, port) = service(&[
-        "--http-token",
-        "s3cret",
-        "--head",
-        f.head.to_str().unwrap(),
-        "--source",
-        &source,
-        "--loop",
-        "--replay-fps",
-        "10",
-    ]);
+    let (run, port) = replay_service(&["--http-token", "s3cret"]);
     let (status, body) = get_json(port, "/api/prediction");
     assert_eq!(status, 401);
     assert!(body["error"].as_str().unwrap().contains("Bearer"), "{body}");
@@ -258,16 +257,7 @@ fn a_token_guards_everything_but_health() {
 
 #[test]
 fn malformed_slow_and_many_clients_never_stop_inference() {
-    let f = fixture();
-    let (run, port) = service(&[
-        "--head",
-        f.head.to_str().unwrap(),
-        "--source",
-        &path_arg("dir:", &f.frames),
-        "--loop",
-        "--replay-fps",
-        "8",
-    ]);
+    let (run, port) = replay_service(&[]);
     // Malformed requests get an answer that says what is wrong.
     let (status, body) = post_json(port, "/api/capture", "{not json");
     assert_eq!(status, 400, "{body}");
