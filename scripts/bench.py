@@ -17,6 +17,8 @@ import time
 import numpy as np
 import onnxruntime as ort
 
+from peer_common import shared_setup
+
 
 def percentile(values, q):
     values = sorted(values)
@@ -50,10 +52,7 @@ def main():
     ap.add_argument("--loop-frames", type=int, default=100)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    shared = os.environ.get("EDGE_TL_SHARED", "../shared")
-    env = dict(os.environ, EDGE_TL_MODELS=os.path.join(shared, "models"), EDGE_TL_SHARED=shared)
-    photos_dir = os.path.join(shared, "models", "testdata")
-    photos = sorted(os.path.join(photos_dir, f) for f in os.listdir(photos_dir))
+    _, env, photos_dir, photos = shared_setup()
     cores = os.cpu_count() or 1
 
     def edge_bench(threads, loop_frames):

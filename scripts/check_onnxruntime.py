@@ -17,16 +17,15 @@ import tempfile
 import numpy as np
 import onnxruntime as ort
 
+from peer_common import agreement, shared_setup
+
 MIN_COSINE = 0.998
 
 
 def main():
     binary = sys.argv[1]
     models = sys.argv[2:] or ["mobilenet-v2-int8", "mobilenet-v2-f32", "mobilenet-v2-qop", "mobilenet-v1-int8"]
-    shared = os.environ.get("EDGE_TL_SHARED", "../shared")
-    photos_dir = os.path.join(shared, "models", "testdata")
-    photos = sorted(os.path.join(photos_dir, f) for f in os.listdir(photos_dir))
-    env = dict(os.environ, EDGE_TL_MODELS=os.path.join(shared, "models"))
+    _, env, _, photos = shared_setup()
     failures = 0
     print(f"{'model':<20} {'photo':<18} {'cosine':>9} {'top-1 tract':>12} {'top-1 ort':>10}")
     for model in models:
@@ -42,11 +41,7 @@ def main():
             for item in index["items"]:
                 raw = np.fromfile(os.path.join(out, item["tensor"]), dtype=item["dtype"]).reshape(item["shape"])
                 emb, logits = sess.run(names, {index["input_name"]: raw})
-                emb, logits = emb.ravel(), logits.ravel()
-                t_emb, t_logits = np.array(item["embedding"]), np.array(item["logits"])
-                cos = float(np.dot(emb, t_emb) / (np.linalg.norm(emb) * np.linalg.norm(t_emb) + 1e-12))
-                t1, o1 = int(np.argmax(t_logits)), int(np.argmax(logits))
-                ok = cos >= MIN_COSINE and t1 == o1
+                cos, t1, o1, ok = agreement(item["embedding"], item["logits"], emb, logits.ravel(), MIN_COSINE)
                 failures += not ok
                 name = os.path.basename(item["source"])
                 print(f"{model:<20} {name:<18} {cos:>9.6f} {t1:>12} {o1:>10}{'' if ok else '   FAIL'}")

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-import numpy as np
+from peer_common import agreement, shared_setup
 
 MIN_COSINE = 0.999
 
@@ -30,10 +30,7 @@ def run(cmd, env):
 def main():
     host = [sys.argv[1]]
     cross = shlex.split(sys.argv[2])
-    shared = os.environ.get("EDGE_TL_SHARED", "../shared")
-    env = dict(os.environ, EDGE_TL_MODELS=os.path.join(shared, "models"))
-    photos_dir = os.path.join(shared, "models", "testdata")
-    photos = sorted(os.path.join(photos_dir, f) for f in os.listdir(photos_dir))
+    shared, env, _, photos = shared_setup()
     failures = 0
     with tempfile.TemporaryDirectory() as work:
         outputs = {}
@@ -44,10 +41,7 @@ def main():
                 outputs[name] = json.load(f)["items"]
             print(f"{name}: dump-inputs on {len(photos)} photos took {secs:.1f} s")
         for h, c in zip(outputs["host"], outputs["cross"]):
-            he, ce = np.array(h["embedding"]), np.array(c["embedding"])
-            cos = float(he @ ce / (np.linalg.norm(he) * np.linalg.norm(ce) + 1e-12))
-            t_h, t_c = int(np.argmax(h["logits"])), int(np.argmax(c["logits"]))
-            ok = cos >= MIN_COSINE and t_h == t_c
+            cos, t_h, t_c, ok = agreement(h["embedding"], h["logits"], c["embedding"], c["logits"], MIN_COSINE)
             failures += not ok
             print(f"  {os.path.basename(h['source']):<18} cosine {cos:.6f}  top-1 {t_h} / {t_c}{'' if ok else '  FAIL'}")
 
