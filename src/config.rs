@@ -232,16 +232,8 @@ impl Config {
             return Err(bad("mqtt.password", "is set but mqtt.user is not".into()));
         }
         if let Some(id) = &m.device_id {
-            if id.is_empty()
-                || !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(bad(
-                    "mqtt.device_id",
-                    format!("{id:?}: use letters, digits, - and _ only"),
-                ));
-            }
+            crate::sink::mqtt::check_device_id(id)
+                .map_err(|e| bad("mqtt.device_id", e.to_string()))?;
         }
         Ok(Checked {
             format,

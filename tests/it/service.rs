@@ -415,14 +415,15 @@ fn samples_captured_and_trained_over_the_api_change_the_answer_without_a_restart
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("dataset");
     let head = dir.path().join("home.head");
-    let (run, port) = service(&[
+    let args = [
         "--source",
         &scene.url,
         "--data",
         data.to_str().unwrap(),
         "--head",
         head.to_str().unwrap(),
-    ]);
+    ];
+    let (run, port) = service(&args);
     assert!(
         run.stderr().contains("does not exist yet"),
         "{}",
@@ -503,17 +504,9 @@ fn samples_captured_and_trained_over_the_api_change_the_answer_without_a_restart
     run.child.wait().unwrap();
     assert_eq!(decodes_whole(&data.join("dog")), 6);
     let listen = format!("127.0.0.1:{port}");
-    let again = Background::start(&[
-        "run",
-        "--http",
-        &listen,
-        "--source",
-        &scene.url,
-        "--data",
-        data.to_str().unwrap(),
-        "--head",
-        head.to_str().unwrap(),
-    ]);
+    let mut restart = vec!["run", "--http", &listen];
+    restart.extend_from_slice(&args);
+    let again = Background::start(&restart);
     wait_until(&again, "the restarted service", || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
             && get(port, "/healthz", "").0 == 200

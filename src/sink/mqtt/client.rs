@@ -8,7 +8,7 @@ use rumqttc::{
 };
 use tokio::sync::watch;
 
-use super::{parse_url, sanitize_id, MqttError, MqttSettings};
+use super::{check_device_id, parse_url, MqttError, MqttSettings};
 use crate::live::smooth::ChangeDetector;
 use crate::live::LiveResult;
 use crate::sink::Sink;
@@ -131,11 +131,7 @@ impl MqttSink {
         runtime: &tokio::runtime::Handle,
     ) -> Result<MqttSink, MqttError> {
         let (host, port) = parse_url(&settings.url)?;
-        if settings.device_id.is_empty() || sanitize_id(&settings.device_id) != settings.device_id {
-            return Err(MqttError::DeviceId {
-                id: settings.device_id.clone(),
-            });
-        }
+        check_device_id(&settings.device_id)?;
         let broker = format!("{host}:{port}");
         let topics = Topics::new(settings);
         let mut options = MqttOptions::new(format!("edge-tl-{}", settings.device_id), host, port);

@@ -60,16 +60,23 @@ pub fn default_device_id() -> String {
     }
 }
 
+/// What a device id may hold: safe in a topic level and a Home Assistant id.
+fn id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+/// A device id given in the settings or on the command line: letters, digits, `-` and `_`.
+pub fn check_device_id(id: &str) -> Result<(), MqttError> {
+    if id.is_empty() || !id.chars().all(id_char) {
+        return Err(MqttError::DeviceId { id: id.to_string() });
+    }
+    Ok(())
+}
+
 fn sanitize_id(s: &str) -> String {
     s.chars()
         .map(|c| c.to_ascii_lowercase())
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if id_char(c) { c } else { '_' })
         .collect()
 }
 
@@ -144,6 +151,14 @@ mod tests {
     #[test]
     fn device_ids_are_topic_safe() {
         assert_eq!(sanitize_id("Kitchen Pi.local"), "kitchen_pi_local");
+        assert!(check_device_id(&sanitize_id("Kitchen Pi.local")).is_ok());
+        assert!(check_device_id("Kitchen-1_b").is_ok());
+        for bad in ["", "my pi", "a/b", "x+"] {
+            assert_eq!(
+                check_device_id(bad).unwrap_err().to_string(),
+                format!("MQTT device id {bad:?}: use letters, digits, - and _ only")
+            );
+        }
         assert!(!default_device_id().is_empty());
     }
 }
