@@ -7,6 +7,7 @@ pub mod smooth;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
@@ -142,7 +143,7 @@ pub fn run_loop(
             }
         }
         let raw = match feed.next(Duration::from_millis(200)) {
-            Next::Frame(raw) => raw,
+            Next::Frame(raw) => Arc::new(raw),
             Next::Timeout => continue,
             Next::Ended => {
                 summary.source_ended = true;

@@ -240,13 +240,7 @@ async fn capture(
         .await;
     match outcome {
         Ok(saved) => {
-            let samples = app
-                .hub
-                .teach
-                .labels()
-                .into_iter()
-                .find(|l| l.label == req.label)
-                .map_or(0, |l| l.samples);
+            let samples = app.hub.teach.samples(&req.label);
             Json(json!({ "label": req.label, "saved": saved, "samples": samples })).into_response()
         }
         Err(TeachError::Capture(CaptureError::Label(e))) => error(StatusCode::BAD_REQUEST, e),

@@ -102,11 +102,11 @@ impl Sink for HubSink {
         Ok(())
     }
 
-    fn observe(&mut self, result: &LiveResult, frame: &RawFrame) {
+    fn observe(&mut self, result: &LiveResult, frame: &Arc<RawFrame>) {
         let hub = &self.0;
         hub.metrics.record(result);
         *hub.last_result.lock().unwrap() = Some(Instant::now());
-        hub.frames.send_replace(Some(Arc::new(frame.clone())));
+        hub.frames.send_replace(Some(frame.clone()));
         hub.latest.send_replace(Some(Arc::new(result.clone())));
     }
 }

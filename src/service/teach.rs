@@ -68,6 +68,12 @@ pub enum TeachError {
     NoHeadFile,
 }
 
+fn pictures_in(dir: &Path) -> usize {
+    visible_entries(dir)
+        .map(|v| v.iter().filter(|f| f.is_file()).count())
+        .unwrap_or(0)
+}
+
 /// Capturing and training; shared by the HTTP handlers.
 pub struct Teach {
     settings: TeachSettings,
@@ -102,11 +108,14 @@ impl Teach {
             .filter(|p| p.is_dir())
             .map(|p| LabelCount {
                 label: p.file_name().unwrap_or_default().to_string_lossy().into(),
-                samples: visible_entries(&p)
-                    .map(|v| v.iter().filter(|f| f.is_file()).count())
-                    .unwrap_or(0),
+                samples: pictures_in(&p),
             })
             .collect()
+    }
+
+    /// Pictures in one label's folder (0 when it does not exist).
+    pub fn samples(&self, label: &str) -> usize {
+        pictures_in(&self.settings.data.join(label))
     }
 
     /// Saves the next `count` frames of `frames` as samples of `label`, `interval` apart.

@@ -5,6 +5,7 @@ pub mod mqtt;
 pub mod systemd;
 
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use crate::live::LiveResult;
 use crate::source::RawFrame;
@@ -15,8 +16,9 @@ pub trait Sink {
     fn publish(&mut self, result: &LiveResult) -> io::Result<()>;
 
     /// Every classified frame with its result, before `--on-change` filtering (live views,
-    /// metrics, and sinks that decide for themselves what is a change). Must not block.
-    fn observe(&mut self, _result: &LiveResult, _frame: &RawFrame) {}
+    /// metrics, and sinks that decide for themselves what is a change). Must not block. The
+    /// frame is shared, so a sink that keeps it (the live preview) does not copy it.
+    fn observe(&mut self, _result: &LiveResult, _frame: &Arc<RawFrame>) {}
 
     /// Called on every turn of the loop, with or without a frame (liveness signals).
     fn tick(&mut self) {}
@@ -30,7 +32,7 @@ impl Sink for Fanout<'_> {
         self.0.iter_mut().try_for_each(|s| s.publish(result))
     }
 
-    fn observe(&mut self, result: &LiveResult, frame: &RawFrame) {
+    fn observe(&mut self, result: &LiveResult, frame: &Arc<RawFrame>) {
         self.0.iter_mut().for_each(|s| s.observe(result, frame));
     }
 

@@ -241,7 +241,7 @@ impl Sink for MqttSink {
         Ok(())
     }
 
-    fn observe(&mut self, result: &LiveResult, _frame: &RawFrame) {
+    fn observe(&mut self, result: &LiveResult, _frame: &Arc<RawFrame>) {
         if !self.changes.changed(&result.label) {
             return;
         }
