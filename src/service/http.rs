@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::teach::TeachError;
-use super::Hub;
+use super::{next_latest, Hub};
 use crate::dataset::capture::{sample_jpeg, CaptureError};
 use crate::source::jpeg_stream::BOUNDARY;
 use crate::source::{FrameData, RawFrame};
@@ -167,14 +167,9 @@ async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, 
     let mut rx = app.hub.latest.subscribe();
     rx.mark_changed();
     let s = stream::unfold(rx, |mut rx| async move {
-        loop {
-            rx.changed().await.ok()?;
-            let latest = rx.borrow_and_update().clone();
-            if let Some(r) = latest {
-                let data = serde_json::to_string(r.as_ref()).unwrap_or_default();
-                return Some((Ok(Event::default().event("prediction").data(data)), rx));
-            }
-        }
+        let r = next_latest(&mut rx).await?;
+        let data = serde_json::to_string(r.as_ref()).unwrap_or_default();
+        Some((Ok(Event::default().event("prediction").data(data)), rx))
     });
     Sse::new(s).keep_alive(KeepAlive::default())
 }
@@ -310,9 +305,7 @@ async fn mjpeg(State(app): State<App>) -> Response {
     let opening = stream::once(async { Ok(Bytes::from(format!("--{BOUNDARY}\r\n"))) });
     let parts = stream::unfold((rx, app.hub), |(mut rx, hub)| async move {
         loop {
-            rx.changed().await.ok()?;
-            let latest = rx.borrow_and_update().clone();
-            let Some(frame) = latest else { continue };
+            let frame = next_latest(&mut rx).await?;
             let Some(jpeg) = preview_jpeg(&hub, frame).await else {
                 continue;
             };

@@ -94,6 +94,17 @@ impl Hub {
     }
 }
 
+/// The next value of a newest-wins channel, skipping empties; `None` once the loop is gone.
+/// (A receiver that falls behind simply gets the newest value: nothing queues.)
+pub(crate) async fn next_latest<T>(rx: &mut watch::Receiver<Option<Arc<T>>>) -> Option<Arc<T>> {
+    loop {
+        rx.changed().await.ok()?;
+        if let Some(v) = rx.borrow_and_update().clone() {
+            return Some(v);
+        }
+    }
+}
+
 /// The loop's side of the hub.
 pub struct HubSink(pub Arc<Hub>);
 

@@ -137,15 +137,11 @@ impl Teach {
             if n > 0 {
                 tokio::time::sleep(interval).await;
             }
-            let frame = loop {
-                tokio::time::timeout(FRAME_WAIT, frames.changed())
-                    .await
-                    .map_err(|_| TeachError::NoFrame(FRAME_WAIT))?
-                    .map_err(|_| TeachError::NoFrame(FRAME_WAIT))?;
-                if let Some(f) = frames.borrow_and_update().clone() {
-                    break f;
-                }
-            };
+            let frame = tokio::time::timeout(FRAME_WAIT, super::next_latest(frames))
+                .await
+                .ok()
+                .flatten()
+                .ok_or(TeachError::NoFrame(FRAME_WAIT))?;
             let dir = dir.clone();
             let path = tokio::task::spawn_blocking(move || save_sample(&dir, &frame, n as u64))
                 .await
