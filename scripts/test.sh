@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export EDGE_TL_SHARED="${EDGE_TL_SHARED:-$(cd .. && pwd)/shared}"
-cargo test --all-targets
+cargo test --all-targets --features grad
 # The lean build (no HTTP service, no MQTT, no async runtime) must keep compiling.
 cargo check --no-default-features --all-targets
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"

@@ -13,6 +13,8 @@ pub mod dataset;
 pub mod error;
 pub mod feature_grid;
 pub mod frame;
+#[cfg(feature = "grad")]
+pub mod grad;
 pub mod head;
 pub mod live;
 pub mod metrics;

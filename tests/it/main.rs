@@ -6,6 +6,8 @@ mod cli;
 mod common;
 mod decode;
 mod features;
+#[cfg(feature = "grad")]
+mod grad;
 mod live;
 #[cfg(feature = "service")]
 mod mqtt;
