@@ -53,6 +53,24 @@ pub struct EmbedArgs {
     pub no_cache: bool,
 }
 
+/// What `dream` and `attack` aim at and check against.
+#[derive(Debug, Clone, Args)]
+pub struct ExplainArgs {
+    /// Aim at this head's labels (the backbone's embedding through the head)
+    #[arg(long, value_name = "FILE")]
+    pub head: Option<PathBuf>,
+    /// The model tract runs to check whether the picture fools the device too
+    #[arg(long, default_value = "mobilenet-v2-int8", value_name = "NAME|PATH")]
+    pub int8_model: String,
+    /// One JSON object per picture instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// The float model the gradients are taken on [default: the head's backbone, else
+    /// mobilenet-v2-f32]
+    #[command(flatten)]
+    pub model: ModelArg,
+}
+
 /// The HTTP service and MQTT publishing of `run`.
 #[derive(Debug, Clone, Args)]
 pub struct ServiceArgs {
@@ -212,6 +230,69 @@ pub enum Command {
         max_channels: usize,
         #[command(flatten)]
         model: ModelArg,
+    },
+    /// What the network sees: a picture optimised from noise until the network calls it a
+    /// class (an ImageNet class, or a head's label with --head); needs `--features grad`
+    Dream {
+        /// The class: an ImageNet label (exact, or a unique part of it), or a head label
+        #[arg(long = "class", value_name = "LABEL")]
+        class: String,
+        /// Gradient steps
+        #[arg(long, default_value_t = 300, value_name = "N")]
+        steps: usize,
+        /// Weight of the total-variation penalty (smoothness) against the class log-probability
+        #[arg(long, default_value_t = 0.005, value_name = "WEIGHT")]
+        tv: f64,
+        /// Adam step size, in pixel levels
+        #[arg(long, default_value_t = 2.0, value_name = "LEVELS")]
+        lr: f64,
+        /// Shift the picture randomly by up to N pixels each step
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        jitter: usize,
+        /// Seed of the starting noise and the jitter
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print the class probability every N steps
+        #[arg(long, default_value_t = 25, value_name = "N")]
+        every: usize,
+        /// Where to write the PNG
+        #[arg(
+            long,
+            short = 'o',
+            default_value = "ideal.png",
+            value_name = "FILE.png"
+        )]
+        out: PathBuf,
+        #[command(flatten)]
+        explain: ExplainArgs,
+    },
+    /// How easily the network is fooled: nudge pictures, within a pixel budget, until the
+    /// network calls them the target class; needs `--features grad`
+    Attack {
+        /// Pictures to attack (JPEG, PNG, GIF, BMP, WebP)
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
+        /// The class to aim for: an ImageNet label (exact, or a unique part), or a head label
+        #[arg(long, value_name = "LABEL")]
+        target: String,
+        /// Largest change of any pixel, as a fraction of the range (8/255, 0.03)
+        #[arg(long, default_value = "8/255", value_name = "FRACTION")]
+        eps: String,
+        /// Change per step in pixel levels [default: a quarter of the budget, at least 1]
+        #[arg(long, value_name = "LEVELS")]
+        step: Option<u8>,
+        /// Most gradient steps per picture
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        steps: usize,
+        /// Stop once the target has this probability
+        #[arg(long, default_value_t = 0.9, value_name = "P")]
+        until: f32,
+        /// The PNG to write; with several pictures, a folder for <name>.adv.png files
+        /// [default: adv.png, or adv/]
+        #[arg(long, short = 'o', value_name = "PATH")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        explain: ExplainArgs,
     },
     /// Name what is in pictures with the backbone's own ImageNet classifier (no head needed)
     Classify {

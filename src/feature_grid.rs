@@ -1,8 +1,6 @@
 //! A layer's activations as a picture: one tile per channel, each stretched to black..white
 //! over its own range, tiles in a near-square grid (`edge-tl features`).
 
-use std::path::{Path, PathBuf};
-
 use image::{GrayImage, Luma};
 use ndarray::{ArrayD, Axis};
 
@@ -73,25 +71,6 @@ pub fn render(maps: &ArrayD<f32>, max_channels: usize, min_tile: u32) -> (GrayIm
             scale,
         },
     )
-}
-
-/// Writes a PNG atomically (temporary file in the same folder, then rename).
-pub fn save_png(img: &GrayImage, path: &Path) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".edge-tl-")
-        .suffix(".png.part")
-        .tempfile_in(&dir)?;
-    img.write_to(
-        &mut std::io::BufWriter::new(tmp.as_file_mut()),
-        image::ImageFormat::Png,
-    )
-    .map_err(std::io::Error::other)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]

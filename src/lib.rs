@@ -11,6 +11,8 @@
 pub mod config;
 pub mod dataset;
 pub mod error;
+#[cfg(feature = "grad")]
+pub mod explain;
 pub mod feature_grid;
 pub mod frame;
 #[cfg(feature = "grad")]
@@ -20,6 +22,7 @@ pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod png_file;
 pub mod predict;
 pub mod preprocess;
 #[cfg(feature = "service")]

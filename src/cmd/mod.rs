@@ -1,13 +1,19 @@
 //! One file per command: thin shells that wire library parts together and print results.
 
+#[cfg(feature = "grad")]
+mod attack;
 mod bench;
 mod bench_loop;
 mod capture;
 mod classify;
 mod config;
 mod devices;
+#[cfg(feature = "grad")]
+mod dream;
 mod dump_inputs;
 mod eval;
+#[cfg(feature = "grad")]
+mod explain;
 mod features;
 mod models;
 mod predict;
@@ -96,6 +102,56 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             max_channels,
             model: model.model,
         }),
+        #[cfg(feature = "grad")]
+        Command::Dream {
+            class,
+            steps,
+            tv,
+            lr,
+            jitter,
+            seed,
+            every,
+            out,
+            explain,
+        } => dream::run(dream::DreamArgs {
+            class,
+            options: edge_tl::explain::dream::DreamOptions {
+                steps,
+                tv,
+                lr,
+                jitter,
+                seed,
+            },
+            every,
+            out,
+            explain,
+        }),
+        #[cfg(feature = "grad")]
+        Command::Attack {
+            photos,
+            target,
+            eps,
+            step,
+            steps,
+            until,
+            out,
+            explain,
+        } => attack::run(attack::AttackArgs {
+            photos,
+            target,
+            eps,
+            step,
+            steps,
+            until,
+            out,
+            explain,
+        }),
+        #[cfg(not(feature = "grad"))]
+        Command::Dream { .. } | Command::Attack { .. } => anyhow::bail!(
+            "this edge-tl was built without the gradient engine that dream and attack need; \
+             build it with `cargo build --release --features grad` (a workstation tool: the \
+             device build leaves it out)"
+        ),
         Command::Classify {
             files,
             top,
