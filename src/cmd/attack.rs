@@ -147,6 +147,7 @@ fn one(
             "out": dest,
             "target": labels[class],
             "target_prob": after[class],
+            "original_target_prob": before[class],
             "top5": top5(&after, labels),
             "original_top5": top5(&before, labels),
             "linf": result.linf,

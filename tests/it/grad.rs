@@ -78,7 +78,7 @@ fn input_gradients_match_finite_differences() {
     let x = Var::from_tensor(&grad::pixels(&input).unwrap()).unwrap();
     let logit = |t: &Tensor| -> Tensor {
         net.forward(t, &["logits"]).unwrap()[0]
-            .narrow(1, 282, 1) // "tiger cat"
+            .narrow(1, 282, 1) // "tabby, tabby cat"
             .unwrap()
             .sum_all()
             .unwrap()
@@ -127,4 +127,153 @@ fn input_gradients_match_finite_differences() {
         "{e}"
     );
     assert!(e.contains("mobilenet-v2-f32"), "{e}");
+}
+
+/// Dreaming from noise raises the class probability step after step (a few steps here; the
+/// README's 300-step run reaches >= 0.9).
+#[test]
+fn dreaming_raises_the_class_probability() {
+    use edge_tl::explain::dream::{dream, DreamOptions};
+    use edge_tl::explain::{find_label, Scorer};
+    use_shared_models();
+    let net = Net::load(&default_model().path).unwrap();
+    let scorer = Scorer::backbone(&net, default_model()).unwrap();
+    let zebra = find_label(scorer.labels(), "zebra", "ImageNet").unwrap();
+    let mut seen = Vec::new();
+    let options = DreamOptions {
+        steps: 6,
+        ..DreamOptions::default()
+    };
+    let pixels = dream(&scorer, net.input_size(), zebra, &options, |s| {
+        seen.push(s.target_prob)
+    })
+    .unwrap();
+    println!("p(zebra) per step: {seen:?}");
+    assert_eq!(seen.len(), 6);
+    assert!(seen[5] > 10.0 * seen[0], "{seen:?}");
+    // The picture is whole pixel levels within 0..255.
+    let v = pixels.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(v
+        .iter()
+        .all(|&x| x == x.round() && (0.0..=255.0).contains(&x)));
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Largest absolute difference between a written PNG and the picture the model saw.
+fn linf_against_original(png: &std::path::Path, photo: &std::path::Path) -> u8 {
+    let adv = image::open(png).unwrap().to_rgb8();
+    let frame = preprocess::decode_file(photo).unwrap();
+    let original = preprocess::resize_for(&frame, &default_model().manifest);
+    assert_eq!(adv.dimensions(), original.dimensions());
+    adv.as_raw()
+        .iter()
+        .zip(original.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap()
+}
+
+/// A targeted attack on real dog photos: the target's probability rises, the written PNG is
+/// within the budget to the pixel level, tract's verdict on the int8 model is reported, and a
+/// broken file in the list is named while the others go on.
+#[test]
+fn attack_raises_the_target_within_the_budget_and_names_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let dogs = crate::common::pictures("catsdogs/test/dog", 2);
+    let bad = crate::common::data("bad/truncated.jpg");
+    let mut args = vec!["attack"];
+    args.extend(dogs.iter().map(|p| p.to_str().unwrap()));
+    args.push(bad.to_str().unwrap());
+    let out = dir.path().join("adv");
+    args.extend([
+        "--target",
+        "tabby cat",
+        "--eps",
+        "4/255",
+        "--steps",
+        "8",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let o = crate::common::edge_tl(&args);
+    let err = crate::common::stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("truncated.jpg") && err.contains("truncated JPEG"),
+        "{err}"
+    );
+    assert!(err.contains("2 pictures attacked (eps 4/255)"), "{err}");
+    let lines = json_lines(&crate::common::stdout(&o));
+    assert_eq!(lines.len(), 2);
+    for (line, dog) in lines.iter().zip(&dogs) {
+        assert_eq!(line["target"], "tabby, tabby cat");
+        let before = line["original_target_prob"].as_f64().unwrap();
+        let after = line["target_prob"].as_f64().unwrap();
+        assert!(after > 10.0 * before, "{line}");
+        let linf = line["linf"].as_u64().unwrap();
+        assert!(linf <= 4, "{line}");
+        let png = std::path::PathBuf::from(line["out"].as_str().unwrap());
+        assert_eq!(linf_against_original(&png, dog) as u64, linf, "{line}");
+        assert_eq!(line["int8_model"], "mobilenet-v2-int8");
+        assert!(line["transfers_int8"].is_boolean(), "{line}");
+        assert_eq!(line["top5"].as_array().unwrap().len(), 5);
+    }
+
+    let o = crate::common::edge_tl(&["attack", dogs[0].to_str().unwrap(), "--target", "tiger"]);
+    let err = crate::common::stderr(&o);
+    assert!(
+        err.contains("\"tiger\" is part of") && err.contains("give the whole label"),
+        "{err}"
+    );
+    let o = crate::common::edge_tl(&[
+        "attack",
+        dogs[0].to_str().unwrap(),
+        "--target",
+        "cat",
+        "--eps",
+        "0.001",
+    ]);
+    assert!(crate::common::stderr(&o).contains("--eps 0.001 is 0 pixel levels"));
+}
+
+/// With --head the attack aims at the user's own labels: dogs become "cat" under the head.
+#[test]
+fn attack_with_a_head_turns_dogs_into_cats() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    crate::common::small_catsdogs(&data, 6);
+    let head = dir.path().join("cats.head");
+    let o = crate::common::train_cli(&data, &head, &["--no-cache"]);
+    assert!(o.status.success(), "{}", crate::common::stderr(&o));
+    let dog = crate::common::pictures("catsdogs/test/dog", 1).remove(0);
+    let out = dir.path().join("adv.png");
+    let o = crate::common::edge_tl(&[
+        "attack",
+        dog.to_str().unwrap(),
+        "--head",
+        head.to_str().unwrap(),
+        "--target",
+        "cat",
+        "--steps",
+        "20",
+        "--json",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", crate::common::stderr(&o));
+    let line = &json_lines(&crate::common::stdout(&o))[0];
+    assert_eq!(line["target"], "cat");
+    assert_eq!(line["original_top5"][0]["label"], "dog", "{line}");
+    assert_eq!(line["top5"][0]["label"], "cat", "{line}");
+    assert!(line["linf"].as_u64().unwrap() <= 8, "{line}");
+    assert_eq!(
+        linf_against_original(&out, &dog) as u64,
+        line["linf"].as_u64().unwrap()
+    );
 }
