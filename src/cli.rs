@@ -53,6 +53,60 @@ pub struct EmbedArgs {
     pub no_cache: bool,
 }
 
+/// Fine-tuning settings, shared by `finetune` and `compare`.
+#[derive(Debug, Clone, Args)]
+pub struct FinetuneArgs {
+    /// Inverted-residual blocks trained besides the final 1x1 convolution
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub unfreeze: usize,
+    /// Most passes over the training pictures
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub epochs: usize,
+    /// Learning rate
+    #[arg(long, default_value_t = 1e-3, value_name = "LR")]
+    pub lr: f64,
+    #[arg(long, value_enum, default_value = "adam")]
+    pub optimizer: OptimizerArg,
+    /// Learning-rate schedule over the epochs
+    #[arg(long, value_enum, default_value = "cosine")]
+    pub schedule: ScheduleArg,
+    /// Pictures per step
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub batch: usize,
+    /// Augmented variants (random crop, flip) per training picture, besides the picture
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub augment: usize,
+    /// Share of each label held out for validation and early stopping (0: none)
+    #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
+    pub val_split: f64,
+    /// Stop after this many epochs without a better validation accuracy
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub patience: usize,
+    /// Weight decay
+    #[arg(long, default_value_t = 1e-4, value_name = "W")]
+    pub weight_decay: f64,
+    /// Seed of the split, the augmentation and the order: a run repeats exactly
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// `--optimizer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerArg {
+    /// Adam with decoupled weight decay
+    Adam,
+    /// SGD with momentum 0.9
+    Sgd,
+}
+
+/// `--schedule`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    /// Cosine decay to zero
+    Cosine,
+    Constant,
+}
+
 /// What `dream` and `attack` aim at and check against.
 #[derive(Debug, Clone, Args)]
 pub struct ExplainArgs {
@@ -293,6 +347,43 @@ pub enum Command {
         out: Option<PathBuf>,
         #[command(flatten)]
         explain: ExplainArgs,
+    },
+    /// Fine-tune the backbone's last blocks and a new classifier on a workstation, and export
+    /// an ONNX file the device runs with `--model FILE.onnx`; needs `--features grad`
+    Finetune {
+        /// Training pictures in <data>/<label>/ folders
+        #[arg(long, short = 'd', value_name = "DIR")]
+        data: PathBuf,
+        /// The ONNX file to write (a manifest <name>.toml and <name>.labels.txt go beside it)
+        #[arg(long, short = 'o', value_name = "FILE.onnx")]
+        out: PathBuf,
+        #[command(flatten)]
+        train: FinetuneArgs,
+        /// One JSON object with the epochs and the files written, instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        model: ModelArg,
+    },
+    /// Compare the on-device head (frozen features) with fine-tuning on the same train and
+    /// test folders: accuracy, training time, model size, latency; needs `--features grad`
+    Compare {
+        /// Training pictures in <dir>/<label>/ folders
+        #[arg(long, value_name = "DIR")]
+        train: PathBuf,
+        /// Test pictures in <dir>/<label>/ folders (labels named as in --train)
+        #[arg(long, value_name = "DIR")]
+        test: PathBuf,
+        /// Keep the fine-tuned model here [default: a temporary folder]
+        #[arg(long, value_name = "FILE.onnx")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        finetune: FinetuneArgs,
+        /// One JSON object with `head` and `finetuned` entries, instead of the table
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        model: ModelArg,
     },
     /// Name what is in pictures with the backbone's own ImageNet classifier (no head needed)
     Classify {

@@ -8,12 +8,15 @@
 //! [`sink`] publishes the results; the [`service`] serves them over HTTP and takes new
 //! samples and training requests from its page.
 
+pub mod atomic_file;
 pub mod config;
 pub mod dataset;
 pub mod error;
 #[cfg(feature = "grad")]
 pub mod explain;
 pub mod feature_grid;
+#[cfg(feature = "grad")]
+pub mod finetune;
 pub mod frame;
 #[cfg(feature = "grad")]
 pub mod grad;
@@ -22,7 +25,6 @@ pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
-pub mod png_file;
 pub mod predict;
 pub mod preprocess;
 #[cfg(feature = "service")]

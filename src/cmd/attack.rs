@@ -8,10 +8,10 @@ use anyhow::Context;
 
 use super::explain::{target, top5, top5_text, Setup};
 use crate::cli::ExplainArgs;
+use edge_tl::atomic_file::save_png;
 use edge_tl::explain::attack::{attack, parse_eps, AttackOptions};
 use edge_tl::explain::Scorer;
 use edge_tl::grad::{pixels, to_image};
-use edge_tl::png_file::save_png;
 use edge_tl::preprocess;
 
 pub struct AttackArgs {

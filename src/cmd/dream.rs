@@ -7,9 +7,9 @@ use anyhow::Context;
 
 use super::explain::{target, top5, top5_text, Setup};
 use crate::cli::ExplainArgs;
+use edge_tl::atomic_file::save_png;
 use edge_tl::explain::dream::{dream, DreamOptions};
 use edge_tl::grad::to_image;
-use edge_tl::png_file::save_png;
 
 pub struct DreamArgs {
     pub class: String,

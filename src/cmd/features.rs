@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use edge_tl::atomic_file::save_png;
 use edge_tl::feature_grid::render;
 use edge_tl::model::layers::Layers;
-use edge_tl::png_file::save_png;
 use edge_tl::preprocess;
 
 pub struct FeaturesArgs {

@@ -6,6 +6,8 @@ mod bench;
 mod bench_loop;
 mod capture;
 mod classify;
+#[cfg(feature = "grad")]
+mod compare;
 mod config;
 mod devices;
 #[cfg(feature = "grad")]
@@ -15,6 +17,8 @@ mod eval;
 #[cfg(feature = "grad")]
 mod explain;
 mod features;
+#[cfg(feature = "grad")]
+mod finetune;
 mod models;
 mod predict;
 mod run;
@@ -146,11 +150,38 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             out,
             explain,
         }),
+        #[cfg(feature = "grad")]
+        Command::Finetune {
+            data,
+            out,
+            train,
+            json,
+            model,
+        } => finetune::run(&data, &out, &train, json, model.model.as_deref()),
+        #[cfg(feature = "grad")]
+        Command::Compare {
+            train,
+            test,
+            out,
+            finetune,
+            json,
+            model,
+        } => compare::run(compare::CompareArgs {
+            train,
+            test,
+            out,
+            finetune,
+            json,
+            model: model.model,
+        }),
         #[cfg(not(feature = "grad"))]
-        Command::Dream { .. } | Command::Attack { .. } => anyhow::bail!(
-            "this edge-tl was built without the gradient engine that dream and attack need; \
-             build it with `cargo build --release --features grad` (a workstation tool: the \
-             device build leaves it out)"
+        Command::Dream { .. }
+        | Command::Attack { .. }
+        | Command::Finetune { .. }
+        | Command::Compare { .. } => anyhow::bail!(
+            "this edge-tl was built without the gradient engine that dream, attack, finetune and \
+             compare need; build it with `cargo build --release --features grad` (workstation \
+             tools: the device build leaves them out)"
         ),
         Command::Classify {
             files,

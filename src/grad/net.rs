@@ -81,6 +81,18 @@ struct Node {
     outputs: Vec<String>,
 }
 
+/// A convolution of the graph, for choosing what to train.
+#[derive(Debug, Clone)]
+pub struct ConvInfo {
+    pub name: String,
+    /// Its input tensor.
+    pub input: String,
+    /// Its weight and bias initializers.
+    pub weights: Vec<String>,
+    /// Whether it comes after the global pooling (a classifier, not a feature extractor).
+    pub after_pool: bool,
+}
+
 /// A float backbone ready to run, differentiate and train.
 pub struct Net {
     path: PathBuf,
@@ -273,37 +285,34 @@ impl Net {
             .collect()
     }
 
-    /// The weights (initializer names) of the convolutions producing the given tensors' chain:
-    /// every Conv node at or after the node that produces `from`, in graph order.
-    pub fn conv_weights_from(&self, from: &str) -> Result<Vec<String>, GradError> {
-        let start = self
-            .nodes
-            .iter()
-            .position(|n| n.outputs.iter().any(|o| o == from))
-            .ok_or_else(|| GradError::NoTensor(from.to_string()))?;
-        Ok(self.nodes[start..]
-            .iter()
-            .filter(|n| matches!(n.op, Op::Conv(_)))
-            .flat_map(|n| n.inputs.iter().skip(1).filter(|i| !i.is_empty()).cloned())
-            .collect())
+    /// Every convolution in graph order.
+    pub fn convs(&self) -> Vec<ConvInfo> {
+        let mut pooled = false;
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            match n.op {
+                Op::GlobalAverage | Op::AveragePool(_) => pooled = true,
+                Op::Conv(_) => out.push(ConvInfo {
+                    name: n.name.clone(),
+                    input: n.inputs[0].clone(),
+                    weights: n
+                        .inputs
+                        .iter()
+                        .skip(1)
+                        .filter(|i| !i.is_empty())
+                        .cloned()
+                        .collect(),
+                    after_pool: pooled,
+                }),
+                _ => {}
+            }
+        }
+        out
     }
 
-    /// Outputs of Conv or Add nodes in graph order, with the node names: the points where a
-    /// network can be cut into a frozen prefix and a trained rest.
-    pub fn block_outputs(&self) -> Vec<(String, String)> {
-        self.nodes
-            .iter()
-            .filter(|n| matches!(n.op, Op::Add | Op::Conv(_) | Op::Clip { .. }))
-            .map(|n| (n.name.clone(), n.outputs[0].clone()))
-            .collect()
-    }
-
-    /// The node that produces a tensor, and its op name, for messages.
-    pub fn producer_of(&self, tensor: &str) -> Option<&str> {
-        self.nodes
-            .iter()
-            .find(|n| n.outputs.iter().any(|o| o == tensor))
-            .map(|n| n.name.as_str())
+    /// The graph's input tensor name.
+    pub fn input_name(&self) -> &str {
+        &self.input
     }
 
     /// Converts a weight to a plain f32 vector (for export).

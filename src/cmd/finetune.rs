@@ -1,0 +1,171 @@
+//! `edge-tl finetune`: train the last blocks and a new classifier, export an ONNX file for the
+//! device, and check that tract reads it back with the engine's answers.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::cli::{FinetuneArgs, OptimizerArg, ScheduleArg};
+use edge_tl::dataset::Dataset;
+use edge_tl::finetune::export::{export, Exported};
+use edge_tl::finetune::{finetune, FinetuneOptions, Finetuned, OptimizerKind, Progress};
+use edge_tl::grad::{pixels, Net};
+use edge_tl::model::store::{self, ResolvedModel};
+use edge_tl::model::{Extractor, Outputs};
+use edge_tl::predict::{argmax, softmax};
+use edge_tl::preprocess;
+
+/// The library's options from the flags.
+pub fn options(args: &FinetuneArgs) -> FinetuneOptions {
+    FinetuneOptions {
+        unfreeze: args.unfreeze,
+        epochs: args.epochs,
+        lr: args.lr,
+        optimizer: match args.optimizer {
+            OptimizerArg::Adam => OptimizerKind::Adam,
+            OptimizerArg::Sgd => OptimizerKind::Sgd,
+        },
+        cosine: args.schedule == ScheduleArg::Cosine,
+        batch: args.batch,
+        augment: args.augment,
+        val_fraction: args.val_split.clamp(0.0, 0.9),
+        patience: args.patience,
+        weight_decay: args.weight_decay,
+        seed: args.seed,
+    }
+}
+
+pub fn run(
+    data: &Path,
+    out: &Path,
+    args: &FinetuneArgs,
+    json: bool,
+    model: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let base = super::resolve_model(model, None)?;
+    let (ft, exported, seconds) = train_and_export(&base, data, out, args, !json)?;
+    let agree = reload_check(&ft, &exported, data, 8)?;
+    if json {
+        let line = serde_json::json!({
+            "labels": ft.labels,
+            "trained_blocks": ft.cut.blocks,
+            "train_pictures": ft.train_pictures,
+            "val_pictures": ft.val_pictures,
+            "best_epoch": ft.best_epoch,
+            "epochs": ft.history,
+            "train_s": seconds,
+            "exported": exported,
+            "reload_agreement": agree,
+            "skipped": ft.skipped.iter().map(|e| serde_json::json!({"path": e.path(), "reason": e.reason()})).collect::<Vec<_>>(),
+        });
+        println!("{line}");
+    } else {
+        let best = &ft.history[ft.best_epoch.saturating_sub(1).min(ft.history.len() - 1)];
+        println!(
+            "wrote {} ({:.1} MB), {} and {}: {} labels, trained {} in {seconds:.0} s; kept epoch {}{}",
+            exported.onnx.display(),
+            exported.bytes as f64 / 1e6,
+            exported.manifest.display(),
+            exported.labels.display(),
+            ft.labels.len(),
+            ft.cut.blocks.join(", "),
+            ft.best_epoch,
+            best.val_accuracy
+                .map(|a| format!(" (validation accuracy {:.1}%)", 100.0 * a))
+                .unwrap_or_default()
+        );
+        println!(
+            "tract reads it back with the engine's answers on {} of {} pictures; run it with \
+             `edge-tl run --model {}` or `edge-tl classify --model {} PHOTO`",
+            agree.0,
+            agree.1,
+            exported.onnx.display(),
+            exported.onnx.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fine-tunes on `data` and writes `out`; (result, files, seconds).
+pub fn train_and_export(
+    base: &ResolvedModel,
+    data: &Path,
+    out: &Path,
+    args: &FinetuneArgs,
+    show: bool,
+) -> anyhow::Result<(Finetuned, Exported, f64)> {
+    let start = Instant::now();
+    let dataset =
+        Dataset::open(data).with_context(|| format!("reading training set {}", data.display()))?;
+    let net = Net::load(&base.path)?;
+    let bar = super::progress("caching the frozen layers");
+    if !show {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let opts = options(args);
+    let epochs = opts.epochs;
+    let ft = finetune(net, &base.manifest, &dataset, &opts, |p| match p {
+        Progress::Caching { done, total } => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            if done == total {
+                bar.finish_and_clear();
+            }
+        }
+        Progress::Epoch(e) => {
+            if show {
+                eprintln!(
+                    "epoch {:>2}/{epochs}  lr {:.2e}  loss {:.3}  train {:.1}%{}",
+                    e.epoch,
+                    e.lr,
+                    e.train_loss,
+                    100.0 * e.train_accuracy,
+                    match (e.val_accuracy, e.val_loss) {
+                        (Some(a), Some(l)) =>
+                            format!("  validation {:.1}% (loss {l:.3})", 100.0 * a),
+                        _ => String::new(),
+                    }
+                );
+            }
+        }
+    })
+    .with_context(|| format!("fine-tuning on {}", data.display()))?;
+    for e in &ft.skipped {
+        eprintln!("skipped {}: {}", e.path().display(), e.reason());
+    }
+    let exported = export(&ft, base, out)?;
+    Ok((ft, exported, start.elapsed().as_secs_f64()))
+}
+
+/// Runs the exported file in tract on the first `n` pictures of `data` and counts those whose
+/// top label equals the engine's; (agreeing, checked).
+pub fn reload_check(
+    ft: &Finetuned,
+    exported: &Exported,
+    data: &Path,
+    n: usize,
+) -> anyhow::Result<(usize, usize)> {
+    let model = store::resolve(exported.onnx.to_str())
+        .with_context(|| format!("reading back {}", exported.onnx.display()))?;
+    let tract = Extractor::load(&model, Outputs::EmbeddingAndLogits)?;
+    let dataset = Dataset::open(data)?;
+    let (mut agree, mut checked) = (0, 0);
+    for item in dataset
+        .items
+        .iter()
+        .step_by((dataset.items.len() / n.max(1)).max(1))
+        .take(n)
+    {
+        let Ok(frame) = preprocess::decode_file(&item.path) else {
+            continue;
+        };
+        let input = preprocess::to_input(&frame, &model.manifest);
+        let engine = ft.probs(&pixels(&input)?)?.remove(0);
+        let logits = tract.run(&input)?.logits.unwrap_or_default();
+        checked += 1;
+        agree += usize::from(argmax(&engine) == argmax(&softmax(&logits)));
+    }
+    Ok((agree, checked))
+}
