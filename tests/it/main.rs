@@ -7,6 +7,8 @@ mod common;
 mod decode;
 mod features;
 #[cfg(feature = "grad")]
+mod finetune;
+#[cfg(feature = "grad")]
 mod grad;
 mod live;
 #[cfg(feature = "service")]

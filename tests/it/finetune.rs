@@ -1,0 +1,144 @@
+//! Fine-tuning end to end (`--features grad`), reduced to a few epochs on a small subset: the
+//! exported ONNX file gives in tract the answers the engine gives, loads with `--model` like
+//! any model, and a run repeats exactly with the same seed.
+
+use edge_tl::dataset::Dataset;
+use edge_tl::finetune::export::export;
+use edge_tl::finetune::{finetune, FinetuneOptions};
+use edge_tl::grad::{pixels, Net};
+use edge_tl::model::{store, Extractor, Outputs};
+use edge_tl::predict::{argmax, softmax};
+use edge_tl::preprocess;
+
+use crate::common::{default_model, edge_tl, pictures, small_catsdogs, stderr, stdout};
+
+#[test]
+fn the_exported_model_answers_in_tract_as_in_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    small_catsdogs(&data, 12);
+    let dataset = Dataset::open(&data).unwrap();
+    let net = Net::load(&default_model().path).unwrap();
+    let options = FinetuneOptions {
+        epochs: 3,
+        ..FinetuneOptions::default()
+    };
+    let ft = finetune(net, &default_model().manifest, &dataset, &options, |_| {}).unwrap();
+    assert_eq!(ft.labels, ["cat", "dog"]);
+    assert_eq!(
+        ft.cut.blocks,
+        [
+            "MobilenetV2/expanded_conv_15",
+            "MobilenetV2/expanded_conv_16",
+            "MobilenetV2/Conv_1"
+        ]
+    );
+    assert!(
+        ft.val_pictures >= 4 && ft.train_pictures >= 16,
+        "{} {}",
+        ft.val_pictures,
+        ft.train_pictures
+    );
+    let out = dir.path().join("ft.onnx");
+    let files = export(&ft, default_model(), &out).unwrap();
+    assert!(files.manifest.is_file() && files.labels.is_file());
+
+    let model = store::resolve(out.to_str()).unwrap();
+    assert_eq!(
+        model.labels.as_deref(),
+        Some(&["cat".to_string(), "dog".to_string()][..])
+    );
+    let tract = Extractor::load(&model, Outputs::EmbeddingAndLogits).unwrap();
+    let mut correct = 0;
+    let mut tests = pictures("catsdogs/test/cat", 10);
+    tests.extend(pictures("catsdogs/test/dog", 10));
+    for (i, photo) in tests.iter().enumerate() {
+        let frame = preprocess::decode_file(photo).unwrap();
+        let input = preprocess::to_input(&frame, &model.manifest);
+        let engine = ft.probs(&pixels(&input).unwrap()).unwrap().remove(0);
+        let tract_probs = softmax(&tract.run(&input).unwrap().logits.unwrap());
+        assert_eq!(argmax(&engine), argmax(&tract_probs), "{}", photo.display());
+        for (a, b) in engine.iter().zip(&tract_probs) {
+            assert!(
+                (a - b).abs() < 1e-3,
+                "{}: {engine:?} vs {tract_probs:?}",
+                photo.display()
+            );
+        }
+        correct += usize::from(argmax(&engine) == usize::from(i >= 10));
+    }
+    assert!(correct >= 18, "{correct} of 20 test photos right");
+}
+
+#[test]
+fn finetune_cli_repeats_with_its_seed_and_names_bad_pictures() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    small_catsdogs(&data, 8);
+    std::fs::copy(
+        crate::common::data("bad/truncated.jpg"),
+        data.join("cat/truncated.jpg"),
+    )
+    .unwrap();
+    let run = |name: &str| {
+        let out = dir.path().join(name);
+        let o = edge_tl(&[
+            "finetune",
+            "-d",
+            data.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--unfreeze",
+            "1",
+            "--seed",
+            "7",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        (v, out)
+    };
+    let (a, out) = run("a.onnx");
+    let (b, _) = run("b.onnx");
+    assert_eq!(
+        a["exported"]["sha256"], b["exported"]["sha256"],
+        "same seed, same file"
+    );
+    assert_eq!(a["trained_blocks"].as_array().unwrap().len(), 2);
+    let skipped = a["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{a}");
+    assert!(skipped[0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("truncated.jpg"));
+    let agree = a["reload_agreement"].as_array().unwrap();
+    assert_eq!(agree[0], agree[1], "{a}");
+
+    // The file runs like any model, with its own labels.
+    let cat = crate::common::data("catsdogs/test/cat/cat.101.jpg");
+    let o = edge_tl(&[
+        "classify",
+        "--model",
+        out.to_str().unwrap(),
+        cat.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(": cat "), "{}", stdout(&o));
+
+    let o = edge_tl(&[
+        "finetune",
+        "-d",
+        data.to_str().unwrap(),
+        "-o",
+        "x.onnx",
+        "--unfreeze",
+        "40",
+    ]);
+    assert!(
+        stderr(&o).contains("--unfreeze 40: the network has 19 blocks"),
+        "{}",
+        stderr(&o)
+    );
+}
