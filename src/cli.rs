@@ -63,7 +63,7 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub epochs: usize,
     /// Learning rate
-    #[arg(long, default_value_t = 1e-3, value_name = "LR")]
+    #[arg(long, default_value_t = 1e-4, value_name = "LR")]
     pub lr: f64,
     #[arg(long, value_enum, default_value = "adam")]
     pub optimizer: OptimizerArg,
@@ -76,6 +76,9 @@ pub struct FinetuneArgs {
     /// Augmented variants (random crop, flip) per training picture, besides the picture
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub augment: usize,
+    /// Smallest share of a picture's area a random crop keeps
+    #[arg(long, default_value_t = 0.35, value_name = "SHARE")]
+    pub crop_area: f64,
     /// Share of each label held out for validation and early stopping (0: none)
     #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
     pub val_split: f64,
@@ -85,6 +88,9 @@ pub struct FinetuneArgs {
     /// Weight decay
     #[arg(long, default_value_t = 1e-4, value_name = "W")]
     pub weight_decay: f64,
+    /// Label smoothing of the training loss
+    #[arg(long, default_value_t = 0.1, value_name = "SHARE")]
+    pub label_smoothing: f64,
     /// Seed of the split, the augmentation and the order: a run repeats exactly
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

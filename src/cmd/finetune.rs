@@ -30,9 +30,11 @@ pub fn options(args: &FinetuneArgs) -> FinetuneOptions {
         cosine: args.schedule == ScheduleArg::Cosine,
         batch: args.batch,
         augment: args.augment,
+        crop_area: args.crop_area.clamp(0.05, 1.0),
         val_fraction: args.val_split.clamp(0.0, 0.9),
         patience: args.patience,
         weight_decay: args.weight_decay,
+        label_smoothing: args.label_smoothing.clamp(0.0, 0.5),
         seed: args.seed,
     }
 }

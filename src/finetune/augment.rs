@@ -1,16 +1,16 @@
 //! Training-time variety for fine-tuning: random resized crops (a random part of the picture,
-//! 35-100% of its area, aspect ratio 3:4 to 4:3) and horizontal flips. Each variant is made
+//! at least `min_area` of it, aspect ratio 3:4 to 4:3) and horizontal flips. Each variant is made
 //! once and its frozen-prefix activations cached, so epochs cost only the trained part.
 
 use image::RgbImage;
 use rand::Rng;
 
 /// A random crop of `image`, mirrored half of the time.
-pub fn random_crop_flip(image: &RgbImage, rng: &mut impl Rng) -> RgbImage {
+pub fn random_crop_flip(image: &RgbImage, min_area: f64, rng: &mut impl Rng) -> RgbImage {
     let (w, h) = (image.width() as f64, image.height() as f64);
     let mut crop = None;
     for _ in 0..10 {
-        let area = w * h * rng.random_range(0.35..=1.0);
+        let area = w * h * rng.random_range(min_area.clamp(0.05, 1.0)..=1.0);
         let ratio = (rng.random_range((0.75f64).ln()..=(4.0f64 / 3.0).ln())).exp();
         let cw = (area * ratio).sqrt().round();
         let ch = (area / ratio).sqrt().round();
@@ -40,11 +40,11 @@ mod tests {
         let mut a = rand::rngs::StdRng::seed_from_u64(7);
         let mut b = rand::rngs::StdRng::seed_from_u64(7);
         for _ in 0..50 {
-            let c = random_crop_flip(&img, &mut a);
+            let c = random_crop_flip(&img, 0.35, &mut a);
             assert!(c.width() <= 64 && c.height() <= 48 && c.width() > 0);
             let area = f64::from(c.width() * c.height()) / f64::from(64 * 48);
             assert!(area > 0.3, "{area}");
-            assert_eq!(c, random_crop_flip(&img, &mut b));
+            assert_eq!(c, random_crop_flip(&img, 0.35, &mut b));
         }
     }
 }

@@ -15,7 +15,7 @@ mod optimizer;
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
@@ -23,7 +23,9 @@ use crate::dataset::Dataset;
 use crate::error::DecodeError;
 use crate::frame::Frame;
 use crate::grad::net::computing;
-use crate::grad::{pixels, GradError, Net};
+use crate::grad::{pixels, GradError, HeadLayer, Net};
+use crate::head::train::{fit_classifier, HeadKind};
+use crate::head::LogisticParams;
 use crate::model::Manifest;
 use crate::preprocess;
 
@@ -43,11 +45,16 @@ pub struct FinetuneOptions {
     pub batch: usize,
     /// Augmented variants per training picture, besides the picture itself.
     pub augment: usize,
+    /// Smallest share of a picture's area a random crop keeps.
+    pub crop_area: f64,
     /// Share of each label held out for validation (0: none, no early stopping).
     pub val_fraction: f64,
     /// Epochs without a better validation result before stopping.
     pub patience: usize,
     pub weight_decay: f64,
+    /// Share of each target spread over all labels: keeps gradients alive once the
+    /// classifier is confident on the training pictures.
+    pub label_smoothing: f64,
     pub seed: u64,
 }
 
@@ -56,14 +63,16 @@ impl Default for FinetuneOptions {
         FinetuneOptions {
             unfreeze: 2,
             epochs: 10,
-            lr: 1e-3,
+            lr: 1e-4,
             optimizer: OptimizerKind::Adam,
             cosine: true,
             batch: 16,
             augment: 2,
+            crop_area: 0.35,
             val_fraction: 0.2,
             patience: 3,
             weight_decay: 1e-4,
+            label_smoothing: 0.1,
             seed: 0,
         }
     }
@@ -202,7 +211,7 @@ pub fn finetune(
             owners.push(i);
             if !is_val[i] {
                 for _ in 0..options.augment {
-                    images.push(augment::random_crop_flip(&frame.image, &mut rng));
+                    images.push(augment::random_crop_flip(&frame.image, options.crop_area, &mut rng));
                     owners.push(i);
                 }
             }
@@ -228,15 +237,14 @@ pub fn finetune(
     }
     drop(decoded);
 
-    // What is trained: the cut's weights and a new classifier (zeros: the first steps fit
-    // the classifier before the backbone's gradients become non-zero).
+    // What is trained: the cut's weights and a new classifier, which starts as the logistic
+    // regression `edge-tl train` would fit on the frozen features ("linear probe, then
+    // fine-tune"): training starts where the head ends, and the first steps do not tear the
+    // pretrained features apart to fit a random classifier.
+    let (w0, b0) = linear_probe(&net, &cut.tensor, &embedding, &train, labels.len())?;
     let vars = net.train_weights(&cut.weights)?;
-    let dev = crate::grad::device();
-    let dim = manifest.embedding.dim;
-    let head_w = candle_core::Var::zeros((labels.len(), dim), DType::F32, &dev)
-        .map_err(computing("the classifier"))?;
-    let head_b = candle_core::Var::zeros(labels.len(), DType::F32, &dev)
-        .map_err(computing("the classifier"))?;
+    let head_w = candle_core::Var::from_tensor(&w0).map_err(computing("the classifier"))?;
+    let head_b = candle_core::Var::from_tensor(&b0).map_err(computing("the classifier"))?;
     let mut all_vars = vars.clone();
     all_vars.push(head_w.clone());
     all_vars.push(head_b.clone());
@@ -280,7 +288,7 @@ pub fn finetune(
                 .collect();
             let y: Vec<u32> = batch.iter().map(|&i| train[i].label as u32).collect();
             let logits = run(&net, &xs)?;
-            let (loss, hits) = loss_and_hits(&logits, &y)?;
+            let (loss, hits) = loss_and_hits(&logits, &y, options.label_smoothing)?;
             opt.step(&loss).map_err(computing("a training step"))?;
             loss_sum += f64::from(loss.to_scalar::<f32>().map_err(computing("the loss"))?)
                 * batch.len() as f64;
@@ -348,6 +356,38 @@ pub fn finetune(
     })
 }
 
+/// The logistic head on the frozen features of every training variant, as (weights, bias).
+fn linear_probe(
+    net: &Net,
+    cut: &str,
+    embedding: &str,
+    train: &[Picture],
+    n_labels: usize,
+) -> Result<(Tensor, Tensor), GradError> {
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for p in train {
+        for v in &p.variants {
+            let emb = net
+                .eval(HashMap::from([(cut.to_string(), v.clone())]), &[embedding])?
+                .remove(0);
+            x.push(
+                emb.flatten_all()
+                    .and_then(|e| e.to_vec1::<f32>())
+                    .map_err(computing("the frozen features"))?,
+            );
+            y.push(p.label);
+        }
+    }
+    let kind = HeadKind::Logistic(LogisticParams::default());
+    let classifier = fit_classifier(&kind, &x, &y, n_labels)
+        .map_err(|e| GradError::Input(format!("fitting the starting classifier: {e}")))?;
+    match HeadLayer::of(&classifier).map_err(computing("the starting classifier"))? {
+        HeadLayer::Affine { a, c } => Ok((a, c)),
+        HeadLayer::Cosine { .. } => unreachable!("a logistic head folds into an affine map"),
+    }
+}
+
 /// Which pictures are held out: per label, a seeded shuffle and the first share; a label with
 /// fewer than two pictures keeps all of them for training.
 fn validation_split(
@@ -393,11 +433,26 @@ fn prefix(
         .map_err(computing("the cache"))
 }
 
-/// Mean cross-entropy and the number of correct answers.
-fn loss_and_hits(logits: &Tensor, y: &[u32]) -> Result<(Tensor, usize), GradError> {
+/// Mean cross-entropy (with label smoothing `smoothing`: that share of the target spread over
+/// all labels) and the number of correct answers.
+fn loss_and_hits(
+    logits: &Tensor,
+    y: &[u32],
+    smoothing: f64,
+) -> Result<(Tensor, usize), GradError> {
     let target =
         Tensor::from_vec(y.to_vec(), y.len(), logits.device()).map_err(computing("the labels"))?;
-    let loss = candle_nn::loss::cross_entropy(logits, &target).map_err(computing("the loss"))?;
+    let loss = if smoothing > 0.0 {
+        candle_nn::ops::log_softmax(logits, 1)
+            .and_then(|log_p| {
+                let nll = candle_nn::loss::nll(&log_p, &target)?;
+                let uniform = log_p.mean_all()?.neg()?;
+                (nll * (1.0 - smoothing))? + (uniform * smoothing)?
+            })
+            .map_err(computing("the loss"))?
+    } else {
+        candle_nn::loss::cross_entropy(logits, &target).map_err(computing("the loss"))?
+    };
     let predicted = logits
         .argmax(1)
         .and_then(|t| t.to_vec1::<u32>())
@@ -416,7 +471,7 @@ fn evaluate(
         let xs: Vec<&Tensor> = chunk.iter().map(|p| &p.variants[0]).collect();
         let y: Vec<u32> = chunk.iter().map(|p| p.label as u32).collect();
         let logits = run(&xs)?.detach();
-        let (loss, hits) = loss_and_hits(&logits, &y)?;
+        let (loss, hits) = loss_and_hits(&logits, &y, 0.0)?;
         loss_sum +=
             f64::from(loss.to_scalar::<f32>().map_err(computing("the loss"))?) * chunk.len() as f64;
         correct += hits;

@@ -15,8 +15,13 @@ pub enum HeadLayer {
 
 impl HeadLayer {
     pub fn new(head: &Head) -> Result<HeadLayer> {
+        HeadLayer::of(&head.classifier)
+    }
+
+    /// The layer of a classifier.
+    pub fn of(classifier: &Classifier) -> Result<HeadLayer> {
         let dev = super::device();
-        match &head.classifier {
+        match classifier {
             Classifier::Logistic { scaler, model } => {
                 let k = model.weights.len();
                 let d = scaler.dim();
