@@ -301,13 +301,13 @@ pub enum Command {
         #[arg(long, default_value_t = 300, value_name = "N")]
         steps: usize,
         /// Weight of the total-variation penalty (smoothness) against the class log-probability
-        #[arg(long, default_value_t = 0.005, value_name = "WEIGHT")]
+        #[arg(long, default_value_t = 0.001, value_name = "WEIGHT")]
         tv: f64,
         /// Adam step size, in pixel levels
-        #[arg(long, default_value_t = 2.0, value_name = "LEVELS")]
+        #[arg(long, default_value_t = 4.0, value_name = "LEVELS")]
         lr: f64,
-        /// Shift the picture randomly by up to N pixels each step
-        #[arg(long, default_value_t = 0, value_name = "N")]
+        /// Shift the picture randomly by up to N pixels each step (0: none)
+        #[arg(long, default_value_t = 4, value_name = "N")]
         jitter: usize,
         /// Seed of the starting noise and the jitter
         #[arg(long, default_value_t = 0)]

@@ -30,9 +30,9 @@ impl Default for DreamOptions {
     fn default() -> Self {
         DreamOptions {
             steps: 300,
-            tv: 0.005,
-            lr: 2.0,
-            jitter: 0,
+            tv: 0.001,
+            lr: 4.0,
+            jitter: 4,
             seed: 0,
         }
     }

@@ -211,7 +211,11 @@ pub fn finetune(
             owners.push(i);
             if !is_val[i] {
                 for _ in 0..options.augment {
-                    images.push(augment::random_crop_flip(&frame.image, options.crop_area, &mut rng));
+                    images.push(augment::random_crop_flip(
+                        &frame.image,
+                        options.crop_area,
+                        &mut rng,
+                    ));
                     owners.push(i);
                 }
             }
@@ -435,11 +439,7 @@ fn prefix(
 
 /// Mean cross-entropy (with label smoothing `smoothing`: that share of the target spread over
 /// all labels) and the number of correct answers.
-fn loss_and_hits(
-    logits: &Tensor,
-    y: &[u32],
-    smoothing: f64,
-) -> Result<(Tensor, usize), GradError> {
+fn loss_and_hits(logits: &Tensor, y: &[u32], smoothing: f64) -> Result<(Tensor, usize), GradError> {
     let target =
         Tensor::from_vec(y.to_vec(), y.len(), logits.device()).map_err(computing("the labels"))?;
     let loss = if smoothing > 0.0 {
