@@ -1,6 +1,6 @@
 //! Fine-tuning end to end (`--features grad`), reduced to a few epochs on a small subset: the
 //! exported ONNX file gives in tract the answers the engine gives, loads with `--model` like
-//! any model, and a run repeats exactly with the same seed.
+//! any model (`classify`, `run`), and a run repeats exactly with the same seed.
 
 use edge_tl::dataset::Dataset;
 use edge_tl::finetune::export::export;
