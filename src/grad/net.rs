@@ -180,11 +180,6 @@ impl Net {
         self.input_hw
     }
 
-    /// The file this net was read from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Runs the graph on `pixels` (N, H, W, 3) in 0..255 and returns the wanted outputs.
     pub fn forward(&self, pixels: &Tensor, want: &[&str]) -> Result<Vec<Tensor>, GradError> {
         let known = HashMap::from([(self.input.clone(), pixels.clone())]);
@@ -264,11 +259,6 @@ impl Net {
         Ok(plan)
     }
 
-    /// A weight tensor by initializer name.
-    pub fn weight(&self, name: &str) -> Option<&Tensor> {
-        self.weights.get(name)
-    }
-
     /// Makes the named weights trainable and returns them, in the order given.
     pub fn train_weights(&mut self, names: &[String]) -> Result<Vec<Var>, GradError> {
         names
@@ -308,11 +298,6 @@ impl Net {
             }
         }
         out
-    }
-
-    /// The graph's input tensor name.
-    pub fn input_name(&self) -> &str {
-        &self.input
     }
 
     /// Converts a weight to a plain f32 vector (for export).
