@@ -5,10 +5,11 @@ use anyhow::Context;
 
 use crate::cli::ExplainArgs;
 use edge_tl::explain::transfer::TractCheck;
-use edge_tl::explain::{find_label, top_k, Ranked, Scorer};
+use edge_tl::explain::{find_label, Scorer};
 use edge_tl::grad::Net;
 use edge_tl::head::Head;
 use edge_tl::model::store::{self, ResolvedModel};
+use edge_tl::predict::{top_k, Ranked};
 
 /// The loaded pieces.
 pub struct Setup {
