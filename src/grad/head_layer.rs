@@ -3,6 +3,7 @@
 
 use candle_core::{Result, Tensor};
 
+use crate::head::scaler::MIN_STD;
 use crate::head::{Classifier, Head};
 
 /// The head's logits as candle operations.
@@ -29,7 +30,7 @@ impl HeadLayer {
                 let inv: Vec<f32> = scaler
                     .std
                     .iter()
-                    .map(|&s| if s < 1e-6 { 0.0 } else { 1.0 / s })
+                    .map(|&s| if s < MIN_STD { 0.0 } else { 1.0 / s })
                     .collect();
                 let mut a = Vec::with_capacity(k * d);
                 let mut c = Vec::with_capacity(k);

@@ -12,7 +12,7 @@ pub struct Scaler {
 }
 
 /// Dimensions whose spread is below this are treated as constant (scaled to 0).
-const MIN_STD: f32 = 1e-6;
+pub const MIN_STD: f32 = 1e-6;
 
 impl Scaler {
     /// Fits on rows of equal width; `rows` must not be empty.
