@@ -4,7 +4,7 @@
 //! metadata and beside it, and a manifest beside it (`<name>.toml`, the sidecar edge-tl reads
 //! for `--model <name>.onnx`). Every file is written to a temporary name, then renamed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use prost::Message;
@@ -15,7 +15,7 @@ use tract_onnx::pb::{
 use tract_onnx::prelude::Framework;
 
 use super::Finetuned;
-use crate::grad::net::computing;
+use crate::grad::net::{computing, needed_nodes};
 use crate::grad::GradError;
 use crate::model::manifest::LogitsSpec;
 use crate::model::ResolvedModel;
@@ -147,21 +147,15 @@ fn rewrite(proto: &mut ModelProto, ft: &Finetuned, embedding: &str) -> Result<()
         }
     }
     // Keep only what the embedding needs: the ImageNet classifier and its outputs go.
-    let producer: HashMap<String, usize> = graph
+    let io: Vec<(&[String], &[String])> = graph
         .node
         .iter()
-        .enumerate()
-        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.clone(), i)))
+        .map(|n| (n.input.as_slice(), n.output.as_slice()))
         .collect();
-    let mut keep = HashSet::new();
-    let mut stack = vec![embedding.to_string()];
-    while let Some(t) = stack.pop() {
-        if let Some(&i) = producer.get(&t) {
-            if keep.insert(i) {
-                stack.extend(graph.node[i].input.iter().cloned());
-            }
-        }
-    }
+    let keep: HashSet<usize> = needed_nodes(&io, &[embedding], |_| false)
+        .0
+        .into_iter()
+        .collect();
     let nodes = std::mem::take(&mut graph.node);
     graph.node = nodes
         .into_iter()

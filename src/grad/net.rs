@@ -226,27 +226,17 @@ impl Net {
         known: &HashMap<String, Tensor>,
         want: &[&str],
     ) -> Result<Vec<usize>, GradError> {
-        let producer: HashMap<&str, usize> = self
+        let io: Vec<(&[String], &[String])> = self
             .nodes
             .iter()
-            .enumerate()
-            .flat_map(|(i, n)| n.outputs.iter().map(move |o| (o.as_str(), i)))
+            .map(|n| (n.inputs.as_slice(), n.outputs.as_slice()))
             .collect();
-        let mut needed = HashSet::new();
-        let mut stack: Vec<&str> = want.to_vec();
-        while let Some(t) = stack.pop() {
-            if known.contains_key(t) || self.weights.contains_key(t) || t.is_empty() {
-                continue;
-            }
-            let Some(&i) = producer.get(t) else {
-                return Err(GradError::NoTensor(t.to_string()));
-            };
-            if needed.insert(i) {
-                stack.extend(self.nodes[i].inputs.iter().map(String::as_str));
-            }
+        let (plan, missing) = needed_nodes(&io, want, |t| {
+            known.contains_key(t) || self.weights.contains_key(t)
+        });
+        if let Some(t) = missing.into_iter().next() {
+            return Err(GradError::NoTensor(t));
         }
-        let mut plan: Vec<usize> = needed.into_iter().collect();
-        plan.sort_unstable();
         for &i in &plan {
             if let Some(op) = unsupported(&self.nodes[i]) {
                 return Err(GradError::Unsupported {
@@ -311,6 +301,41 @@ impl Net {
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(computing(format!("reading weight {name}")))
     }
+}
+
+/// The nodes the `want`ed tensors need, in graph order, from each node's (inputs, outputs): a
+/// walk back from the wanted tensors that stops at those `given` says are at hand (and at
+/// ONNX's empty "no input" names). Also returns the tensors reached that are neither given
+/// nor produced by a node (graph inputs and initializers, when `given` does not name them).
+pub fn needed_nodes(
+    nodes: &[(&[String], &[String])],
+    want: &[&str],
+    given: impl Fn(&str) -> bool,
+) -> (Vec<usize>, Vec<String>) {
+    let producer: HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, outputs))| outputs.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let mut needed = HashSet::new();
+    let mut missing = Vec::new();
+    let mut stack: Vec<&str> = want.to_vec();
+    while let Some(t) = stack.pop() {
+        if t.is_empty() || given(t) {
+            continue;
+        }
+        match producer.get(t) {
+            Some(&i) => {
+                if needed.insert(i) {
+                    stack.extend(nodes[i].0.iter().map(String::as_str));
+                }
+            }
+            None => missing.push(t.to_string()),
+        }
+    }
+    let mut order: Vec<usize> = needed.into_iter().collect();
+    order.sort_unstable();
+    (order, missing)
 }
 
 /// (H, W) from an input declared as (1, H, W, 3).
