@@ -1,7 +1,7 @@
 //! `edge-tl compare`: the on-device head (frozen features) against fine-tuning, trained on
 //! the same folder and tested on the same folder, in one table.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::cli::FinetuneArgs;
 use edge_tl::dataset::{embed_dataset, Dataset, EmbedOptions};
-use edge_tl::error::DatasetError;
 use edge_tl::frame::Frame;
 use edge_tl::head::train::{train, TrainParams};
 use edge_tl::head::Backbone;
@@ -52,8 +51,9 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading training set {}", args.train.display()))?;
     let test_set = Dataset::open(&args.test)
         .with_context(|| format!("reading test set {}", args.test.display()))?;
-    let to_train = map_labels(&test_set, &train_set.labels, &args.test)?;
-    let test = decode_all(&test_set);
+    let to_train = test_set.label_indexes_in(&train_set.labels)?;
+    let (test, skipped) = test_set.decode_all();
+    super::print_skipped(&skipped);
 
     // The head: features of every training picture (not cached: part of its training cost),
     // then the logistic head `edge-tl train` fits.
@@ -79,7 +79,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         &TrainParams::default(),
     )?;
     let head_train_s = start.elapsed().as_secs_f64();
-    let head_bytes = serde_json::to_vec(&head)?.len() as u64;
+    // Measured on the file `edge-tl train` would write.
+    let tmp = tempfile::tempdir()?;
+    let head_path = tmp.path().join("compare.head");
+    edge_tl::head::file::save(&head, &head_path)?;
+    let head_bytes = std::fs::metadata(&head_path)?.len();
     extractor.set_threads(1);
     let head_row = measure(&test, &to_train, &train_set.labels, |frame| {
         let input = preprocess::to_input(frame, &base.manifest);
@@ -93,7 +97,6 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
 
     // Fine-tuning, exported and run in tract like any model.
     eprintln!("fine-tuning ({} epochs at most)", args.finetune.epochs);
-    let tmp = tempfile::tempdir()?;
     let out = args
         .out
         .clone()
@@ -151,37 +154,6 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Test labels as indexes into the training labels (by name).
-fn map_labels(test: &Dataset, train: &[String], root: &Path) -> Result<Vec<usize>, DatasetError> {
-    test.labels
-        .iter()
-        .map(|l| {
-            train
-                .iter()
-                .position(|t| t == l)
-                .ok_or_else(|| DatasetError::UnknownLabel {
-                    path: root.join(l),
-                    label: l.clone(),
-                    known: train.join(", "),
-                })
-        })
-        .collect()
-}
-
-/// Decodes the test pictures once; unreadable ones are named and left out.
-fn decode_all(set: &Dataset) -> Vec<(usize, Frame)> {
-    set.items
-        .iter()
-        .filter_map(|item| match preprocess::decode_file(&item.path) {
-            Ok(f) => Some((item.label, f)),
-            Err(e) => {
-                eprintln!("skipped {}: {}", e.path().display(), e.reason());
-                None
-            }
-        })
-        .collect()
 }
 
 /// Accuracy, top-5 accuracy and median latency of `classify` on the test pictures.

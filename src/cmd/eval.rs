@@ -7,7 +7,6 @@ use anyhow::Context;
 
 use crate::cli::EmbedArgs;
 use edge_tl::dataset::{embed_dataset, Dataset};
-use edge_tl::error::DatasetError;
 use edge_tl::head::file as head_file;
 use edge_tl::metrics::evaluate;
 use edge_tl::model::{Extractor, Outputs};
@@ -25,20 +24,7 @@ pub fn run(
     let dataset = Dataset::open(testset)
         .with_context(|| format!("reading test set {}", testset.display()))?;
     // Test labels are matched to the head's by name.
-    let to_head: Vec<usize> = dataset
-        .labels
-        .iter()
-        .map(|l| {
-            head.labels
-                .iter()
-                .position(|h| h == l)
-                .ok_or_else(|| DatasetError::UnknownLabel {
-                    path: testset.join(l),
-                    label: l.clone(),
-                    known: head.labels.join(", "),
-                })
-        })
-        .collect::<Result<_, _>>()?;
+    let to_head = dataset.label_indexes_in(&head.labels)?;
     let extractor = Extractor::load(&model, Outputs::Embedding)
         .with_context(|| format!("loading {}", model.path.display()))?;
     let bar = super::progress("embedding");
@@ -48,7 +34,7 @@ pub fn run(
         &super::embed_options(embed, false),
         &bar,
     )?;
-    super::print_skipped(&set.skipped);
+    super::print_skipped(set.skipped.iter().map(|(_, e)| e.as_ref()));
     let results: Vec<(usize, Vec<f32>)> = set
         .samples
         .iter()

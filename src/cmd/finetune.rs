@@ -134,9 +134,7 @@ pub fn train_and_export(
         }
     })
     .with_context(|| format!("fine-tuning on {}", data.display()))?;
-    for e in &ft.skipped {
-        eprintln!("skipped {}: {}", e.path().display(), e.reason());
-    }
+    super::print_skipped(&ft.skipped);
     let exported = export(&ft, base, out)?;
     Ok((ft, exported, start.elapsed().as_secs_f64()))
 }

@@ -291,8 +291,8 @@ fn embed_options(args: &EmbedArgs, flip: bool) -> EmbedOptions {
 }
 
 /// Prints the pictures a dataset run skipped, each with its file and reason.
-fn print_skipped(skipped: &[(usize, std::sync::Arc<edge_tl::error::DecodeError>)]) {
-    for (_, e) in skipped {
+fn print_skipped<'a>(skipped: impl IntoIterator<Item = &'a edge_tl::error::DecodeError>) {
+    for e in skipped {
         eprintln!("skipped {}: {}", e.path().display(), e.reason());
     }
 }

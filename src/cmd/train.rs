@@ -47,7 +47,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let t = Instant::now();
     let set = embed_dataset(&dataset, &extractor, &options, &bar)?;
     let embed_s = t.elapsed().as_secs_f64();
-    super::print_skipped(&set.skipped);
+    super::print_skipped(set.skipped.iter().map(|(_, e)| e.as_ref()));
     let m = &model.manifest;
     let backbone = Backbone::of(&model);
     let params = TrainParams {

@@ -55,6 +55,42 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
 }
 
 impl Dataset {
+    /// Each of this dataset's labels as an index into `known` (matched by name), for testing
+    /// a head or model trained on another folder; a label `known` lacks is an error naming it.
+    pub fn label_indexes_in(&self, known: &[String]) -> Result<Vec<usize>, DatasetError> {
+        self.labels
+            .iter()
+            .map(|l| {
+                known
+                    .iter()
+                    .position(|k| k == l)
+                    .ok_or_else(|| DatasetError::UnknownLabel {
+                        path: self.root.join(l),
+                        label: l.clone(),
+                        known: known.join(", "),
+                    })
+            })
+            .collect()
+    }
+
+    /// Decodes every picture: (label, frame) of the readable ones, and why the others are not.
+    pub fn decode_all(
+        &self,
+    ) -> (
+        Vec<(usize, crate::frame::Frame)>,
+        Vec<crate::error::DecodeError>,
+    ) {
+        let mut decoded = Vec::new();
+        let mut skipped = Vec::new();
+        for item in &self.items {
+            match crate::preprocess::decode_file(&item.path) {
+                Ok(frame) => decoded.push((item.label, frame)),
+                Err(e) => skipped.push(e),
+            }
+        }
+        (decoded, skipped)
+    }
+
     /// Walks `root`. Label folders without pictures are kept (training reports them).
     pub fn open(root: &Path) -> Result<Dataset, DatasetError> {
         let mut labels = Vec::new();

@@ -179,14 +179,7 @@ pub fn finetune(
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
 
     // Decode, then split: a stratified share of each label for validation.
-    let mut decoded = Vec::new();
-    let mut skipped = Vec::new();
-    for item in &dataset.items {
-        match preprocess::decode_file(&item.path) {
-            Ok(frame) => decoded.push((item.label, frame)),
-            Err(e) => skipped.push(e),
-        }
-    }
+    let (decoded, skipped) = dataset.decode_all();
     for (i, label) in labels.iter().enumerate() {
         if !decoded.iter().any(|(l, _)| *l == i) {
             return Err(FinetuneError::EmptyLabel {
