@@ -98,6 +98,7 @@ pub fn train_and_export(
     args: &FinetuneArgs,
     show: bool,
 ) -> anyhow::Result<(Finetuned, Exported, f64)> {
+    edge_tl::finetune::export::model_name(out)?;
     let start = Instant::now();
     let dataset =
         Dataset::open(data).with_context(|| format!("reading training set {}", data.display()))?;

@@ -54,14 +54,7 @@ const LOGITS: &str = "logits";
 
 /// Writes `out` (.onnx), `<stem>.labels.txt` and `<stem>.toml` beside it.
 pub fn export(ft: &Finetuned, base: &ResolvedModel, out: &Path) -> Result<Exported, ExportError> {
-    let stem = out
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .filter(|_| out.extension().is_some_and(|e| e == "onnx"))
-        .ok_or_else(|| ExportError::BadName {
-            path: out.to_path_buf(),
-        })?
-        .to_string();
+    let stem = model_name(out)?;
     let model_err = |what: String| ExportError::Model {
         path: base.path.clone(),
         what,
@@ -122,6 +115,18 @@ pub fn export(ft: &Finetuned, base: &ResolvedModel, out: &Path) -> Result<Export
         bytes: bytes.len() as u64,
         sha256,
     })
+}
+
+/// The model name an output path gives (its stem), refused unless it ends in `.onnx`; checked
+/// before training too, so a wrong name does not cost a whole run.
+pub fn model_name(out: &Path) -> Result<String, ExportError> {
+    out.file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|_| out.extension().is_some_and(|e| e == "onnx"))
+        .map(str::to_string)
+        .ok_or_else(|| ExportError::BadName {
+            path: out.to_path_buf(),
+        })
 }
 
 /// Trained weights in, ImageNet classifier out, new classifier in.

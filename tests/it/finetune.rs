@@ -141,4 +141,12 @@ fn finetune_cli_repeats_with_its_seed_and_names_bad_pictures() {
         "{}",
         stderr(&o)
     );
+    // A wrong output name is refused before any training, naming the file.
+    let o = edge_tl(&["finetune", "-d", data.to_str().unwrap(), "-o", "model.bin"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("model.bin: the output must be a file name ending in .onnx"),
+        "{err}"
+    );
+    assert!(!err.contains("epoch"), "refused only after training: {err}");
 }
