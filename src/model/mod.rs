@@ -1,6 +1,7 @@
 //! Backbones: their descriptions ([`manifest`]), where their files are ([`store`]), running
 //! them ([`extractor`]) and looking inside them ([`layers`]); the only modules that use tract.
 
+mod depthwise_avx;
 pub mod extractor;
 pub mod layers;
 pub mod manifest;
