@@ -91,6 +91,10 @@ pub struct FinetuneArgs {
     /// Label smoothing of the training loss
     #[arg(long, default_value_t = 0.1, value_name = "SHARE")]
     pub label_smoothing: f64,
+    /// Share of the fine-tuned weights in the exported model, the rest being the starting
+    /// weights (pretrained blocks and the linear-probe classifier); 1 = as trained
+    #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
+    pub mix: f64,
     /// Seed of the split, the augmentation and the order: a run repeats exactly
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -126,6 +126,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             "finetune": {
                 "trained_blocks": ft.cut.blocks,
                 "best_epoch": ft.best_epoch,
+                "mix": ft.mix,
                 "epochs_run": ft.history.len(),
             },
         });

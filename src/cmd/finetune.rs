@@ -35,6 +35,7 @@ pub fn options(args: &FinetuneArgs) -> FinetuneOptions {
         patience: args.patience,
         weight_decay: args.weight_decay,
         label_smoothing: args.label_smoothing.clamp(0.0, 0.5),
+        mix: args.mix.clamp(0.0, 1.0),
         seed: args.seed,
     }
 }
@@ -56,6 +57,7 @@ pub fn run(
             "train_pictures": ft.train_pictures,
             "val_pictures": ft.val_pictures,
             "best_epoch": ft.best_epoch,
+            "mix": ft.mix,
             "epochs": ft.history,
             "train_s": seconds,
             "exported": exported,
@@ -66,7 +68,7 @@ pub fn run(
     } else {
         let best = &ft.history[ft.best_epoch.saturating_sub(1).min(ft.history.len() - 1)];
         println!(
-            "wrote {} ({:.1} MB), {} and {}: {} labels, trained {} in {seconds:.0} s; kept epoch {}{}",
+            "wrote {} ({:.1} MB), {} and {}: {} labels, trained {} in {seconds:.0} s; kept epoch {}{}{}",
             exported.onnx.display(),
             exported.bytes as f64 / 1e6,
             exported.manifest.display(),
@@ -76,7 +78,15 @@ pub fn run(
             ft.best_epoch,
             best.val_accuracy
                 .map(|a| format!(" (validation accuracy {:.1}%)", 100.0 * a))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if ft.mix < 1.0 {
+                format!(
+                    ", mixed {:.0}% with the starting weights",
+                    100.0 * (1.0 - ft.mix)
+                )
+            } else {
+                String::new()
+            }
         );
         println!(
             "tract reads it back with the engine's answers on {} of {} pictures; run it with \

@@ -55,6 +55,12 @@ pub struct FinetuneOptions {
     /// Share of each target spread over all labels: keeps gradients alive once the
     /// classifier is confident on the training pictures.
     pub label_smoothing: f64,
+    /// Share of the fine-tuned weights in the result, the rest being the starting weights
+    /// (pretrained blocks, linear-probe classifier): 1 keeps the fine-tuned network as trained.
+    /// Averaging the two in weight space ("WiSE-FT", Wortsman et al., CVPR 2022) keeps what
+    /// the pretrained features knew that a few hundred pictures cannot teach again; 0.5 is
+    /// the paper's default.
+    pub mix: f64,
     pub seed: u64,
 }
 
@@ -73,6 +79,7 @@ impl Default for FinetuneOptions {
             patience: 3,
             weight_decay: 1e-4,
             label_smoothing: 0.1,
+            mix: 0.5,
             seed: 0,
         }
     }
@@ -128,6 +135,8 @@ pub struct Finetuned {
     pub history: Vec<Epoch>,
     /// The epoch whose weights were kept (1-based).
     pub best_epoch: usize,
+    /// Share of the fine-tuned weights mixed with the starting ones ([`FinetuneOptions::mix`]).
+    pub mix: f64,
     pub train_pictures: usize,
     pub val_pictures: usize,
     /// Pictures that could not be read, with the reason.
@@ -245,6 +254,7 @@ pub fn finetune(
     let mut all_vars = vars.clone();
     all_vars.push(head_w.clone());
     all_vars.push(head_b.clone());
+    let start = snapshot(&all_vars)?;
     let mut opt = optimizer::Optimizer::new(
         options.optimizer,
         all_vars.clone(),
@@ -315,12 +325,7 @@ pub fn finetune(
             Some((acc, neg_loss, _, _)) => val.is_empty() || score > (*acc, *neg_loss),
         };
         if better {
-            let snapshot = all_vars
-                .iter()
-                .map(|v| v.as_tensor().copy())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(computing("a snapshot"))?;
-            best = Some((score.0, score.1, epoch, snapshot));
+            best = Some((score.0, score.1, epoch, snapshot(&all_vars)?));
             since_best = 0;
         } else {
             since_best += 1;
@@ -338,6 +343,15 @@ pub fn finetune(
         }
         None => 0,
     };
+    let mix = options.mix.clamp(0.0, 1.0);
+    if mix < 1.0 {
+        for (v, t0) in all_vars.iter().zip(&start) {
+            let mixed = (v.as_tensor() * mix)
+                .and_then(|ft| ft + (t0 * (1.0 - mix))?)
+                .map_err(computing("mixing the weights"))?;
+            v.set(&mixed).map_err(computing("mixing the weights"))?;
+        }
+    }
     Ok(Finetuned {
         net,
         cut,
@@ -346,11 +360,20 @@ pub fn finetune(
         labels,
         history,
         best_epoch,
+        mix,
         train_pictures: train.len(),
         val_pictures: val.len(),
         skipped,
         embedding,
     })
+}
+
+/// Copies of the trained variables' current values.
+fn snapshot(vars: &[candle_core::Var]) -> Result<Vec<Tensor>, GradError> {
+    vars.iter()
+        .map(|v| v.as_tensor().copy())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(computing("a snapshot"))
 }
 
 /// The logistic head on the frozen features of every training variant, as (weights, bias).

@@ -70,6 +70,60 @@ fn the_exported_model_answers_in_tract_as_in_the_engine() {
     assert!(correct >= 18, "{correct} of 20 test photos right");
 }
 
+/// `mix` averages the trained weights with the starting ones, tensor by tensor: the mixed
+/// network holds exactly the midpoint of the pretrained and the fully fine-tuned weights, and
+/// mix 0 gives back the pretrained backbone's embeddings.
+#[test]
+fn mix_averages_the_fine_tuned_and_the_starting_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    small_catsdogs(&data, 8);
+    let dataset = Dataset::open(&data).unwrap();
+    let tune = |mix: f64| {
+        let net = Net::load(&default_model().path).unwrap();
+        let options = FinetuneOptions {
+            epochs: 2,
+            augment: 1,
+            mix,
+            ..FinetuneOptions::default()
+        };
+        finetune(net, &default_model().manifest, &dataset, &options, |_| {}).unwrap()
+    };
+    let pretrained = Net::load(&default_model().path).unwrap();
+    let (full, half, none) = (tune(1.0), tune(0.5), tune(0.0));
+    assert_eq!(half.mix, 0.5);
+    let mut moved = 0.0f32;
+    for name in &full.cut.weights {
+        let w0 = pretrained.weight_values(name).unwrap();
+        let w1 = full.net.weight_values(name).unwrap();
+        let mid = half.net.weight_values(name).unwrap();
+        assert_eq!(none.net.weight_values(name).unwrap(), w0, "{name}");
+        for ((a, b), m) in w0.iter().zip(&w1).zip(&mid) {
+            assert!(
+                (0.5 * (a + b) - m).abs() <= 1e-6 * (1.0 + a.abs()),
+                "{name}"
+            );
+            moved = moved.max((a - b).abs());
+        }
+    }
+    assert!(moved > 1e-5, "training moved no weight ({moved})");
+    let photo = &pictures("catsdogs/test/cat", 1)[0];
+    let input = preprocess::to_input(
+        &preprocess::decode_file(photo).unwrap(),
+        &default_model().manifest,
+    );
+    let px = pixels(&input).unwrap();
+    let emb = |net: &Net| {
+        net.forward(&px, &[&default_model().manifest.embedding.output])
+            .unwrap()[0]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    assert_eq!(emb(&none.net), emb(&pretrained));
+}
+
 #[test]
 fn finetune_cli_repeats_with_its_seed_and_names_bad_pictures() {
     let dir = tempfile::tempdir().unwrap();
