@@ -254,6 +254,7 @@ mod tests {
             return;
         }
         let chosen = tract_linalg::routines::depthwise_c_f32().expect("a channel-last kernel");
-        assert_eq!(chosen as usize, depthwise_c_f32 as usize);
+        let ours: tract_linalg::routines::DepthwiseCF32 = depthwise_c_f32;
+        assert_eq!(chosen as usize, ours as usize);
     }
 }
