@@ -444,10 +444,11 @@ pub enum Command {
     },
     /// Classify pictures with a trained head
     Predict {
-        /// Head file written by `edge-tl train`
+        /// Head file written by `edge-tl train`; with a fine-tuned `--model FILE.onnx`, which
+        /// carries its own classifier and labels, no head: every argument is a picture
+        #[arg(value_name = "HEAD|PICTURE")]
         head: PathBuf,
         /// Pictures
-        #[arg(required = true)]
         files: Vec<PathBuf>,
         /// How many labels to show per picture
         #[arg(long, default_value_t = 3)]

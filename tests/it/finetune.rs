@@ -180,6 +180,17 @@ fn finetune_cli_repeats_with_its_seed_and_names_bad_pictures() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains(": cat "), "{}", stdout(&o));
+    // `predict` takes it with no head: the same answers as `classify`.
+    let o2 = edge_tl(&[
+        "predict",
+        "--model",
+        out.to_str().unwrap(),
+        cat.to_str().unwrap(),
+        "--top",
+        "5",
+    ]);
+    assert!(o2.status.success(), "{}", stderr(&o2));
+    assert_eq!(stdout(&o2), stdout(&o));
 
     let o = edge_tl(&[
         "finetune",
