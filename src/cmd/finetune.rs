@@ -146,7 +146,7 @@ pub fn train_and_export(
     })
     .with_context(|| format!("fine-tuning on {}", data.display()))?;
     super::print_skipped(&ft.skipped);
-    let exported = export(&ft, base, out)?;
+    let exported = export(&ft, base, out, args.int8)?;
     Ok((ft, exported, start.elapsed().as_secs_f64()))
 }
 

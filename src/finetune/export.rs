@@ -52,8 +52,14 @@ const HEAD_WEIGHT: &str = "edge_tl/finetuned_head/weight";
 const HEAD_BIAS: &str = "edge_tl/finetuned_head/bias";
 const LOGITS: &str = "logits";
 
-/// Writes `out` (.onnx), `<stem>.labels.txt` and `<stem>.toml` beside it.
-pub fn export(ft: &Finetuned, base: &ResolvedModel, out: &Path) -> Result<Exported, ExportError> {
+/// Writes `out` (.onnx), `<stem>.labels.txt` and `<stem>.toml` beside it; with `int8`, every
+/// convolution's and the classifier's weights are stored as int8 ([`quantize_weights`]).
+pub fn export(
+    ft: &Finetuned,
+    base: &ResolvedModel,
+    out: &Path,
+    int8: bool,
+) -> Result<Exported, ExportError> {
     let stem = model_name(out)?;
     let model_err = |what: String| ExportError::Model {
         path: base.path.clone(),
@@ -64,6 +70,9 @@ pub fn export(ft: &Finetuned, base: &ResolvedModel, out: &Path) -> Result<Export
         .map_err(|e| model_err(format!("{e:#}")))?;
     let embedding = base.manifest.embedding.output.clone();
     rewrite(&mut proto, ft, &embedding).map_err(model_err)?;
+    if int8 {
+        quantize_weights(&mut proto).map_err(model_err)?;
+    }
     let bytes = proto.encode_to_vec();
 
     let write = |path: &Path, data: &[u8]| {
@@ -229,6 +238,102 @@ fn rewrite(proto: &mut ModelProto, ft: &Finetuned, embedding: &str) -> Result<()
         value: ft.cut.blocks.join(","),
     });
     Ok(())
+}
+
+const ONNX_INT8: i32 = 3;
+
+/// Stores every `Conv` and `Gemm` weight as int8, one symmetric scale per output channel (the
+/// first axis), restored by a `DequantizeLinear` node: the file shrinks to about a quarter
+/// while tract still runs float convolutions (it folds the dequantization of constants when
+/// it loads the file), so only the rounding costs accuracy. The Coral weights are int8 values
+/// already; the trained blocks are rounded to a fresh grid.
+fn quantize_weights(proto: &mut ModelProto) -> Result<(), String> {
+    let graph = proto.graph.as_mut().ok_or("no graph")?;
+    let weights: HashSet<String> = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Conv" || n.op_type == "Gemm")
+        .filter_map(|n| n.input.get(1).cloned())
+        .collect();
+    let mut added = Vec::new();
+    let mut dequantize = Vec::new();
+    for init in graph.initializer.iter_mut() {
+        if !weights.contains(&init.name) || init.data_type != ONNX_FLOAT || init.dims.is_empty() {
+            continue;
+        }
+        let values = floats(init)?;
+        let rows = init.dims[0].max(1) as usize;
+        let per_row = values.len() / rows;
+        let mut scales = Vec::with_capacity(rows);
+        let mut q = Vec::with_capacity(values.len());
+        for row in values.chunks(per_row.max(1)) {
+            let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+            scales.push(scale);
+            q.extend(
+                row.iter()
+                    .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8),
+            );
+        }
+        let name = init.name.clone();
+        let (q_name, s_name, z_name) = (
+            format!("{name}/int8"),
+            format!("{name}/scale"),
+            format!("{name}/zero_point"),
+        );
+        let mut s = TensorProto {
+            name: s_name.clone(),
+            dims: vec![rows as i64],
+            ..Default::default()
+        };
+        set_floats(&mut s, &scales);
+        let z = TensorProto {
+            name: z_name.clone(),
+            dims: vec![rows as i64],
+            data_type: ONNX_INT8,
+            raw_data: vec![0; rows],
+            ..Default::default()
+        };
+        init.name = q_name.clone();
+        init.data_type = ONNX_INT8;
+        init.float_data.clear();
+        init.raw_data = q.iter().map(|v| *v as u8).collect();
+        added.push(s);
+        added.push(z);
+        dequantize.push(NodeProto {
+            name: format!("{name}/dequantize"),
+            op_type: "DequantizeLinear".into(),
+            input: vec![q_name, s_name, z_name],
+            output: vec![name],
+            attribute: vec![AttributeProto {
+                name: "axis".into(),
+                r#type: AttributeType::Int as i32,
+                i: 0,
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+    graph.initializer.extend(added);
+    // Constants first: the graph stays in topological order.
+    dequantize.append(&mut graph.node);
+    graph.node = dequantize;
+    Ok(())
+}
+
+/// A float initializer's values, from `raw_data` or `float_data`.
+fn floats(t: &TensorProto) -> Result<Vec<f32>, String> {
+    if !t.raw_data.is_empty() {
+        if t.raw_data.len() % 4 != 0 {
+            return Err(format!("{}: raw data is not float32", t.name));
+        }
+        Ok(t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    } else {
+        Ok(t.float_data.clone())
+    }
 }
 
 fn set_floats(t: &mut TensorProto, values: &[f32]) {

@@ -40,7 +40,7 @@ fn the_exported_model_answers_in_tract_as_in_the_engine() {
         ft.train_pictures
     );
     let out = dir.path().join("ft.onnx");
-    let files = export(&ft, default_model(), &out).unwrap();
+    let files = export(&ft, default_model(), &out, false).unwrap();
     assert!(files.manifest.is_file() && files.labels.is_file());
 
     let model = store::resolve(out.to_str()).unwrap();
@@ -68,6 +68,35 @@ fn the_exported_model_answers_in_tract_as_in_the_engine() {
         correct += usize::from(argmax(&engine) == usize::from(i >= 10));
     }
     assert!(correct >= 18, "{correct} of 20 test photos right");
+
+    // The int8 export: about a quarter of the bytes, and in tract nearly the float file's
+    // embeddings (cosine > 0.95: every weight rounded again, to a new grid) and the same answers.
+    let out8 = dir.path().join("ft8.onnx");
+    let files8 = export(&ft, default_model(), &out8, true).unwrap();
+    assert!(
+        files8.bytes * 10 < files.bytes * 3,
+        "{} vs {} bytes",
+        files8.bytes,
+        files.bytes
+    );
+    let model8 = store::resolve(out8.to_str()).unwrap();
+    let tract8 = Extractor::load(&model8, Outputs::EmbeddingAndLogits).unwrap();
+    let mut same = 0;
+    for photo in &tests {
+        let input = preprocess::to_input(&preprocess::decode_file(photo).unwrap(), &model.manifest);
+        let (f, q) = (tract.run(&input).unwrap(), tract8.run(&input).unwrap());
+        let dot: f32 = f
+            .embedding
+            .iter()
+            .zip(&q.embedding)
+            .map(|(a, b)| a * b)
+            .sum();
+        let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        let cosine = dot / (norm(&f.embedding) * norm(&q.embedding));
+        assert!(cosine > 0.95, "{}: cosine {cosine}", photo.display());
+        same += usize::from(argmax(&f.logits.unwrap()) == argmax(&q.logits.unwrap()));
+    }
+    assert!(same >= 19, "int8 export agrees on {same} of 20");
 }
 
 /// `mix` averages the trained weights with the starting ones, tensor by tensor: the mixed
