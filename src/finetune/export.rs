@@ -15,7 +15,7 @@ use tract_onnx::pb::{
 use tract_onnx::prelude::Framework;
 
 use super::Finetuned;
-use crate::grad::net::{computing, needed_nodes};
+use crate::grad::net::{computing, initializer_values, needed_nodes};
 use crate::grad::GradError;
 use crate::model::manifest::LogitsSpec;
 use crate::model::ResolvedModel;
@@ -207,12 +207,7 @@ fn rewrite(proto: &mut ModelProto, ft: &Finetuned, embedding: &str) -> Result<()
         op_type: "Gemm".into(),
         input: vec![embedding.into(), HEAD_WEIGHT.into(), HEAD_BIAS.into()],
         output: vec![LOGITS.into()],
-        attribute: vec![AttributeProto {
-            name: "transB".into(),
-            r#type: AttributeType::Int as i32,
-            i: 1,
-            ..Default::default()
-        }],
+        attribute: vec![int_attribute("transB", 1)],
         ..Default::default()
     });
     let used: HashSet<String> = graph.node.iter().flat_map(|n| n.input.clone()).collect();
@@ -261,7 +256,9 @@ fn quantize_weights(proto: &mut ModelProto) -> Result<(), String> {
         if !weights.contains(&init.name) || init.data_type != ONNX_FLOAT || init.dims.is_empty() {
             continue;
         }
-        let values = floats(init)?;
+        let values = initializer_values(init, None)?
+            .map(|(_, v)| v)
+            .ok_or_else(|| format!("{}: not float values", init.name))?;
         let rows = init.dims[0].max(1) as usize;
         let per_row = values.len() / rows;
         let mut scales = Vec::with_capacity(rows);
@@ -305,12 +302,7 @@ fn quantize_weights(proto: &mut ModelProto) -> Result<(), String> {
             op_type: "DequantizeLinear".into(),
             input: vec![q_name, s_name, z_name],
             output: vec![name],
-            attribute: vec![AttributeProto {
-                name: "axis".into(),
-                r#type: AttributeType::Int as i32,
-                i: 0,
-                ..Default::default()
-            }],
+            attribute: vec![int_attribute("axis", 0)],
             ..Default::default()
         });
     }
@@ -321,18 +313,12 @@ fn quantize_weights(proto: &mut ModelProto) -> Result<(), String> {
     Ok(())
 }
 
-/// A float initializer's values, from `raw_data` or `float_data`.
-fn floats(t: &TensorProto) -> Result<Vec<f32>, String> {
-    if !t.raw_data.is_empty() {
-        if t.raw_data.len() % 4 != 0 {
-            return Err(format!("{}: raw data is not float32", t.name));
-        }
-        Ok(t.raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
-    } else {
-        Ok(t.float_data.clone())
+fn int_attribute(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i,
+        ..Default::default()
     }
 }
 

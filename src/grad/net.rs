@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Tensor, Var};
-use tract_onnx::pb::{ModelProto, NodeProto};
+use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
 use tract_onnx::prelude::Framework;
 
 use super::conv::{conv, global_average, ConvSpec};
@@ -103,6 +103,28 @@ pub struct Net {
     input_hw: (usize, usize),
 }
 
+/// An initializer's shape and its values.
+pub type Values = (Vec<usize>, Vec<f32>);
+
+/// An initializer's shape and values as f32, read by tract-onnx (raw or typed data, external
+/// files beside the model in `dir`); `None` when they do not convert to f32.
+pub fn initializer_values(init: &TensorProto, dir: Option<&str>) -> Result<Option<Values>, String> {
+    let t =
+        tract_onnx::tensor::load_tensor(&tract_onnx::data_resolver::FopenDataResolver, init, dir)
+            .map_err(|e| format!("initializer {:?}: {e:#}", init.name))?;
+    let shape = t.shape().to_vec();
+    let Ok(t) = t.cast_to::<f32>() else {
+        return Ok(None);
+    };
+    let data = t
+        .to_plain_array_view::<f32>()
+        .map_err(|e| format!("initializer {:?}: {e:#}", init.name))?
+        .iter()
+        .copied()
+        .collect();
+    Ok(Some((shape, data)))
+}
+
 impl Net {
     /// Reads the ONNX file. Nodes that no output needs are not checked, so a float file whose
     /// extra `probs` output is quantized still loads.
@@ -128,22 +150,12 @@ impl Net {
         let device = super::device();
         let mut weights = HashMap::new();
         for init in &graph.initializer {
-            let t = tract_onnx::tensor::load_tensor(
-                &tract_onnx::data_resolver::FopenDataResolver,
-                init,
-                path.parent().and_then(Path::to_str),
-            )
-            .map_err(|e| graph_err(format!("initializer {:?}: {e:#}", init.name)))?;
-            let shape = t.shape().to_vec();
-            let Ok(t) = t.cast_to::<f32>() else {
+            let Some((shape, data)) =
+                initializer_values(init, path.parent().and_then(Path::to_str))
+                    .map_err(graph_err)?
+            else {
                 continue; // integer constants of nodes the engine does not run
             };
-            let data: Vec<f32> = t
-                .to_plain_array_view::<f32>()
-                .map_err(|e| graph_err(format!("{e:#}")))?
-                .iter()
-                .copied()
-                .collect();
             let tensor = Tensor::from_vec(data, shape, &device)
                 .map_err(computing(format!("loading {}", init.name)))?;
             weights.insert(init.name.clone(), tensor);
