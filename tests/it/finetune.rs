@@ -10,7 +10,7 @@ use edge_tl::model::{store, Extractor, Outputs};
 use edge_tl::predict::{argmax, softmax};
 use edge_tl::preprocess;
 
-use crate::common::{default_model, edge_tl, pictures, small_catsdogs, stderr, stdout};
+use crate::common::{cosine, default_model, edge_tl, pictures, small_catsdogs, stderr, stdout};
 
 #[test]
 fn the_exported_model_answers_in_tract_as_in_the_engine() {
@@ -85,14 +85,7 @@ fn the_exported_model_answers_in_tract_as_in_the_engine() {
     for photo in &tests {
         let input = preprocess::to_input(&preprocess::decode_file(photo).unwrap(), &model.manifest);
         let (f, q) = (tract.run(&input).unwrap(), tract8.run(&input).unwrap());
-        let dot: f32 = f
-            .embedding
-            .iter()
-            .zip(&q.embedding)
-            .map(|(a, b)| a * b)
-            .sum();
-        let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
-        let cosine = dot / (norm(&f.embedding) * norm(&q.embedding));
+        let cosine = cosine(&f.embedding, &q.embedding);
         assert!(cosine > 0.95, "{}: cosine {cosine}", photo.display());
         same += usize::from(argmax(&f.logits.unwrap()) == argmax(&q.logits.unwrap()));
     }

@@ -5,7 +5,7 @@ use candle_core::{Tensor, Var};
 use edge_tl::grad::{self, Net};
 use edge_tl::preprocess;
 
-use crate::common::{default_model, shared, use_shared_models};
+use crate::common::{cosine, default_model, shared, use_shared_models};
 
 /// The seven upstream test photos and two from catsdogs.
 fn photos() -> Vec<std::path::PathBuf> {
@@ -17,17 +17,6 @@ fn photos() -> Vec<std::path::PathBuf> {
     v.push(crate::common::data("catsdogs/test/cat/cat.101.jpg"));
     v.push(crate::common::data("catsdogs/test/dog/dog.102.jpg"));
     v
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
 }
 
 fn argmax(v: &[f32]) -> usize {
