@@ -4,8 +4,9 @@
 //! many channels (7x7 with 960 channels at the end). Laid out channel-first, a row is 7 to 112
 //! values long and tract's vector kernel rarely gets a full 32-value run; laid out channel-last
 //! (as tract runs the Coral files, whose input is NHWC: its optimiser folds the exporter's
-//! transposes away), every output position is one contiguous run of all the channels. tract-linalg 0.23 ships a kernel for that layout on aarch64 (the Pi) and
-//! wasm but not on x86_64, where it falls back to a loop compiled for plain SSE2. This file is
+//! transposes away), every output position is one contiguous run of all the channels.
+//! tract-linalg 0.23 ships a kernel for that layout on aarch64 (the Pi) and wasm but not on
+//! x86_64, where it falls back to a loop compiled for plain SSE2. This file is
 //! that kernel for AVX machines, filed in tract-linalg's routine registry (its `Routine`
 //! descriptors are collected with `inventory`, like tract's own), so tract picks it wherever
 //! the CPU has AVX and keeps its own loop elsewhere.
