@@ -22,6 +22,8 @@ struct Report {
     pictures: usize,
     rounds: usize,
     threads: usize,
+    /// Convolutions on edge-tl's fused kernels (0 with `EDGE_TL_KERNELS=tract` or without AVX-512).
+    fused_convolutions: usize,
     load_ms: f64,
     first_prediction_ms: f64,
     extract_ms_p50: f64,
@@ -151,6 +153,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         pictures: inputs.len(),
         rounds: rounds.max(1),
         threads: args.threads,
+        fused_convolutions: extractor.fused_convolutions(),
         load_ms,
         first_prediction_ms: first_prediction_ms.unwrap_or(f64::NAN),
         extract_ms_p50: percentile(&mut extract_ms, 0.5),
@@ -169,6 +172,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "model                 {} ({})",
             report.model,
             report.model_path.display()
+        );
+        println!(
+            "fused convolutions    {} (EDGE_TL_KERNELS=tract for none)",
+            report.fused_convolutions
         );
         println!("load                  {:.0} ms", report.load_ms);
         println!("start-up to 1st pred  {:.0} ms", report.first_prediction_ms);

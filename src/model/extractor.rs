@@ -31,6 +31,25 @@ pub struct Features {
     pub logits: Option<Vec<f32>>,
 }
 
+/// Whose kernels run the convolutions [`crate::model::fast_conv`] knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// edge-tl's fused channel-last convolutions where the CPU has AVX-512, tract's elsewhere.
+    Fused,
+    /// tract's own plan throughout (to compare against, or to rule ours out).
+    Tract,
+}
+
+impl Kernels {
+    /// `EDGE_TL_KERNELS=tract` selects tract's own plan; anything else (or nothing) the fused one.
+    pub fn from_env() -> Kernels {
+        match std::env::var("EDGE_TL_KERNELS").as_deref() {
+            Ok("tract") => Kernels::Tract,
+            _ => Kernels::Fused,
+        }
+    }
+}
+
 /// A loaded, optimised backbone ready to run pictures.
 pub struct Extractor {
     model: ResolvedModel,
@@ -39,6 +58,8 @@ pub struct Extractor {
     /// Threads tract's matrix products and element-wise kernels use for one picture.
     executor: Executor,
     threads: usize,
+    /// Convolutions running on edge-tl's kernels instead of tract's.
+    fused: usize,
     /// Run states kept between pictures: a fresh state per run costs as much as a third of
     /// the network's own time (buffers are sized and allocated on first use).
     states: std::sync::Mutex<Vec<TypedSimpleState>>,
@@ -57,8 +78,18 @@ impl std::fmt::Debug for Extractor {
 }
 
 impl Extractor {
-    /// Loads and optimises the model for the given outputs.
+    /// Loads and optimises the model for the given outputs, with the kernels `EDGE_TL_KERNELS`
+    /// names (see [`Kernels::from_env`]).
     pub fn load(model: &ResolvedModel, outputs: Outputs) -> Result<Extractor, ModelError> {
+        Self::load_with(model, outputs, Kernels::from_env())
+    }
+
+    /// Loads and optimises the model for the given outputs with the given kernels.
+    pub fn load_with(
+        model: &ResolvedModel,
+        outputs: Outputs,
+        kernels: Kernels,
+    ) -> Result<Extractor, ModelError> {
         let m = &model.manifest;
         let logits = match (outputs, &m.logits) {
             (Outputs::Embedding, _) => None,
@@ -79,7 +110,17 @@ impl Extractor {
         graph
             .select_outputs_by_name(&names)
             .map_err(tract("selecting the embedding/logits outputs"))?;
-        let plan = graph
+        let mut typed = graph
+            .into_typed()
+            .and_then(|g| g.into_decluttered())
+            .map_err(tract("decluttering the graph"))?;
+        let fused = match kernels {
+            Kernels::Fused => {
+                super::fast_conv::rewrite(&mut typed).map_err(tract("fusing convolutions"))?
+            }
+            Kernels::Tract => 0,
+        };
+        let plan = typed
             .into_optimized()
             .and_then(|g| g.into_runnable())
             .map_err(tract("optimising the graph"))?;
@@ -89,6 +130,7 @@ impl Extractor {
             logits: logits.is_some(),
             executor: Executor::SingleThread,
             threads: 1,
+            fused,
             states: Default::default(),
         })
     }
@@ -104,6 +146,11 @@ impl Extractor {
                 n => Executor::multithread_with_name(n, "edge-tl-extract"),
             };
         }
+    }
+
+    /// How many convolutions run on edge-tl's fused kernels (0: tract's plan throughout).
+    pub fn fused_convolutions(&self) -> usize {
+        self.fused
     }
 
     /// Threads per picture.

@@ -2,11 +2,12 @@
 //! them ([`extractor`]) and looking inside them ([`layers`]); the only modules that use tract.
 
 mod depthwise_avx;
+pub mod fast_conv;
 pub mod extractor;
 pub mod layers;
 pub mod manifest;
 pub mod store;
 
-pub use extractor::{Extractor, Features, Outputs};
+pub use extractor::{Extractor, Features, Kernels, Outputs};
 pub use manifest::Manifest;
 pub use store::ResolvedModel;
