@@ -46,6 +46,9 @@ pub struct TapConv {
     padded: usize,
     lo: f32,
     hi: f32,
+    /// The output is `[channels, positions]` (tract chose channel-first there): computed
+    /// channel-last, then transposed.
+    channels_first: bool,
     /// Zero border added around a `[h, w, c]` picture before reading it (stem only).
     pad: Option<Pad>,
     input_shape: TVec<usize>,
@@ -106,6 +109,7 @@ impl PartialEq for TapConv {
             && self.lo.to_bits() == other.lo.to_bits()
             && self.hi.to_bits() == other.hi.to_bits()
             && self.pad == other.pad
+            && self.channels_first == other.channels_first
             && self.input_shape == other.input_shape
             && self.output_shape == other.output_shape
     }
@@ -137,9 +141,12 @@ impl EvalOp for TapConv {
             }
             None => x,
         };
-        let mut output = Tensor::zero::<f32>(&self.output_shape)?;
+        // SAFETY: f32 has no invalid bit patterns, and the kernel (or the transpose) writes
+        // every value before anything reads it (`kernel::run` asserts the lengths).
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape)? };
         {
             let mut out = output.try_as_plain_ram_mut()?;
+            let out = out.as_slice_mut::<f32>()?;
             let weights = kernel::Weights {
                 rows: &self.rows,
                 bias: &self.bias,
@@ -151,7 +158,13 @@ impl EvalOp for TapConv {
             let taps = kernel::Taps {
                 offsets: &self.offsets,
             };
-            kernel::run(x, &self.bases, &taps, &weights, out.as_slice_mut::<f32>()?);
+            if self.channels_first {
+                let mut scratch = vec![0.0; out.len()];
+                kernel::run(x, &self.bases, &taps, &weights, &mut scratch);
+                transpose(&scratch, self.bases.len(), self.channels, out);
+            } else {
+                kernel::run(x, &self.bases, &taps, &weights, out);
+            }
         }
         Ok(tvec!(output.into_tvalue()))
     }
@@ -188,6 +201,20 @@ pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
         }
     }
     Ok(count)
+}
+
+/// `src` is `rows x cols`, `dst` becomes `cols x rows`; in blocks, so both sides stream.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const B: usize = 16;
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for c in c0..(c0 + B).min(cols) {
+                for r in r0..(r0 + B).min(rows) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
 }
 
 type Found = (TapConv, OutletId, OutletId);
@@ -319,10 +346,15 @@ fn pointwise(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
     let (Some((kx, kw)), Some((ow, oo))) = (k, o) else {
         return Ok(None);
     };
-    if oo != out_shape.len() - 1 {
+    spatial.sort_by_key(|&(_, out)| out);
+    // Channels last, or first with only size-1 axes before them and positions after.
+    let channels_first = oo != out_shape.len() - 1;
+    if channels_first
+        && (out_shape[..oo].iter().any(|&d| d != 1)
+            || spatial.first().is_some_and(|&(_, out)| out < oo))
+    {
         return Ok(None);
     }
-    spatial.sort_by_key(|&(_, out)| out);
     let x_strides = row_major_strides(&x_shape);
     // The positions must be one evenly strided run of the input, in output order.
     let mut p_stride = 1;
@@ -348,9 +380,10 @@ fn pointwise(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
     let Some(add) = sole_consumer(model, id.into()) else {
         return Ok(None);
     };
+    let from_right = out_shape.len() - 1 - oo;
     let Some(bias) = binary_with_const(model, add, id.into(), "Add").and_then(|b| {
-        let ok = b.len() == channels && b.shape().last() == Some(&channels);
-        ok.then(|| f32_values(&b)).flatten()
+        let along = b.rank() > from_right && b.shape()[b.rank() - 1 - from_right] == channels;
+        (along && b.len() == channels).then(|| f32_values(&b)).flatten()
     }) else {
         return Ok(None);
     };
@@ -375,6 +408,7 @@ fn pointwise(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
         lo,
         hi,
         pad: None,
+        channels_first,
         input_shape: x_shape,
         output_shape: out_shape,
     };
@@ -483,6 +517,7 @@ fn stem(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
         lo,
         hi,
         pad: Some(pad),
+        channels_first: false,
         input_shape: x_shape,
         output_shape: out_shape,
     };
