@@ -19,6 +19,7 @@
 //! embeddings differ from tract's own plan by rounding only; `tests` and the
 //! end-to-end suite compare the two plans.
 
+pub mod depthwise;
 pub mod kernel;
 
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct TapConv {
     /// The output is `[channels, positions]` (tract chose channel-first there): computed
     /// channel-last, then transposed.
     channels_first: bool,
+    /// Set for a depthwise convolution, which runs [`depthwise::run`] instead of the taps.
+    depthwise: Option<depthwise::Geometry>,
     /// Zero border added around a `[h, w, c]` picture before reading it (stem only).
     pad: Option<Pad>,
     input_shape: TVec<usize>,
@@ -109,6 +112,7 @@ impl PartialEq for TapConv {
             && self.lo.to_bits() == other.lo.to_bits()
             && self.hi.to_bits() == other.hi.to_bits()
             && self.pad == other.pad
+            && self.depthwise == other.depthwise
             && self.channels_first == other.channels_first
             && self.input_shape == other.input_shape
             && self.output_shape == other.output_shape
@@ -158,7 +162,16 @@ impl EvalOp for TapConv {
             let taps = kernel::Taps {
                 offsets: &self.offsets,
             };
-            if self.channels_first {
+            if let Some(g) = &self.depthwise {
+                let weights = depthwise::Weights {
+                    rows: &self.rows,
+                    bias: &self.bias,
+                    padded: self.padded,
+                    lo: self.lo,
+                    hi: self.hi,
+                };
+                depthwise::run(g, x, &weights, out);
+            } else if self.channels_first {
                 let mut scratch = vec![0.0; out.len()];
                 kernel::run(x, &self.bases, &taps, &weights, &mut scratch);
                 transpose(&scratch, self.bases.len(), self.channels, out);
@@ -188,7 +201,10 @@ pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
     for id in 0..model.nodes.len() {
         let found = match pointwise(model, id)? {
             Some(found) => Some(found),
-            None => stem(model, id)?,
+            None => match stem(model, id)? {
+                Some(found) => Some(found),
+                None => depthwise_conv(model, id)?,
+            },
         };
         if let Some((op, input, replaced)) = found {
             let mut patch = TypedModelPatch::default();
@@ -408,6 +424,7 @@ fn pointwise(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
         lo,
         hi,
         pad: None,
+        depthwise: None,
         channels_first,
         input_shape: x_shape,
         output_shape: out_shape,
@@ -517,6 +534,108 @@ fn stem(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
         lo,
         hi,
         pad: Some(pad),
+        depthwise: None,
+        channels_first: false,
+        input_shape: x_shape,
+        output_shape: out_shape,
+    };
+    Ok(Some((op, node.inputs[0], last)))
+}
+
+/// A channel-last `Conv` with one group per channel (+ clamp): a depthwise convolution.
+fn depthwise_conv(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
+    let node = model.node(id);
+    let Some(conv) = node.op_as::<Conv>() else {
+        return Ok(None);
+    };
+    let ps = &conv.pool_spec;
+    let c = ps.input_channels;
+    if conv.q_params.is_some()
+        || conv.group != c
+        || ps.output_channels != c
+        || !ps.data_format.c_is_last()
+        || ps.kernel_shape.len() != 2
+        || ps.dilations.as_ref().is_some_and(|d| d.iter().any(|&d| d != 1))
+        || node.inputs.len() != 3
+    {
+        return Ok(None);
+    }
+    let x_fact = model.outlet_fact(node.inputs[0])?;
+    let (Some(x_shape), Some(kernel), Some(bias), Some(out_shape)) = (
+        concrete(x_fact),
+        model.outlet_fact(node.inputs[1])?.konst.clone(),
+        model.outlet_fact(node.inputs[2])?.konst.clone(),
+        concrete(model.outlet_fact(id.into())?),
+    ) else {
+        return Ok(None);
+    };
+    let (n, m) = (x_shape.len(), out_shape.len());
+    if x_fact.datum_type != f32::datum_type()
+        || n < 3
+        || m != n
+        || x_shape[..n - 3].iter().any(|&d| d != 1)
+        || x_shape[n - 1] != c
+        || out_shape[m - 1] != c
+    {
+        return Ok(None);
+    }
+    let (kh, kw) = (ps.kernel_shape[0], ps.kernel_shape[1]);
+    let (sh, sw) = ps.strides.as_ref().map_or((1, 1), |s| (s[0], s[1]));
+    let (top, left) = match &ps.padding {
+        PaddingSpec::Valid => (0, 0),
+        PaddingSpec::Explicit(b, _) => (b[0], b[1]),
+        _ => return Ok(None),
+    };
+    let g = depthwise::Geometry {
+        h: x_shape[n - 3],
+        w: x_shape[n - 2],
+        c,
+        kh,
+        kw,
+        sh,
+        sw,
+        top,
+        left,
+        oh: out_shape[m - 3],
+        ow: out_shape[m - 2],
+    };
+    // Kernel: `c` filters of one channel each, kh x kw, in the graph's kernel format.
+    let fmt = conv.kernel_fmt;
+    let ks = kernel.shape();
+    let (ko, ki, kh_axis) = (fmt.o_axis(ks), fmt.i_axis(ks), fmt.h_axis());
+    if ks.len() != 4 || ks[ko] * ks[ki] != c || ks[kh_axis] != kh || ks[kh_axis + 1] != kw {
+        return Ok(None);
+    }
+    let (Some(k_values), Some(bias)) = (f32_values(&kernel), f32_values(&bias)) else {
+        return Ok(None);
+    };
+    let bias = match bias.len() {
+        1 => vec![bias[0]; c],
+        l if l == c => bias,
+        _ => return Ok(None),
+    };
+    let kstr = row_major_strides(ks);
+    // Channel ch is filter ch along whichever of O and I has the channels.
+    let ch_stride = if ks[ko] == c { kstr[ko] } else { kstr[ki] };
+    let (rows, bias, padded) = padded_rows(
+        kh * kw,
+        c,
+        |t, ch| k_values[ch * ch_stride + (t / kw) * kstr[kh_axis] + (t % kw) * kstr[kh_axis + 1]],
+        &bias,
+    );
+    let (last, lo, hi) = clamp(model, id.into());
+    let op = TapConv {
+        kind: "EdgeTlDepthwiseConv",
+        bases: Arc::new(vec![]),
+        offsets: Arc::new(vec![]),
+        rows: Arc::new(rows),
+        bias: Arc::new(bias),
+        channels: c,
+        padded,
+        lo,
+        hi,
+        pad: None,
+        depthwise: Some(g),
         channels_first: false,
         input_shape: x_shape,
         output_shape: out_shape,
