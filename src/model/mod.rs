@@ -2,8 +2,8 @@
 //! them ([`extractor`]) and looking inside them ([`layers`]); the only modules that use tract.
 
 mod depthwise_avx;
-pub mod fast_conv;
 pub mod extractor;
+pub mod fast_conv;
 pub mod layers;
 pub mod manifest;
 pub mod store;

@@ -127,8 +127,8 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
-/// Cosine similarity of two embeddings, summed in f64 (the gradient-engine tests compare with it).
-#[cfg(feature = "grad")]
+/// Cosine similarity of two embeddings, summed in f64 (the gradient-engine and kernel tests
+/// compare with it).
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a
         .iter()

@@ -10,6 +10,7 @@ mod features;
 mod finetune;
 #[cfg(feature = "grad")]
 mod grad;
+mod kernels;
 mod live;
 #[cfg(feature = "service")]
 mod mqtt;

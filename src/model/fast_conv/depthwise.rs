@@ -80,7 +80,7 @@ pub fn run_portable(g: &Geometry, input: &[f32], w: &Weights, out: &mut [f32]) {
 /// Like [`run_portable`], with AVX-512 where the CPU has it.
 pub fn run(g: &Geometry, input: &[f32], w: &Weights, out: &mut [f32]) {
     assert!(input.len() >= g.h * g.w * g.c && out.len() >= g.oh * g.ow * g.c);
-    assert!(w.padded % 16 == 0 && w.padded >= g.c && w.bias.len() >= w.padded);
+    assert!(w.padded.is_multiple_of(16) && w.padded >= g.c && w.bias.len() >= w.padded);
     assert!(w.rows.len() >= g.kh * g.kw * w.padded);
     #[cfg(target_arch = "x86_64")]
     if super::kernel::has_avx512() {
@@ -139,7 +139,11 @@ mod avx512 {
         unsafe {
             let masks: [u16; NV] = std::array::from_fn(|v| {
                 let left = c.saturating_sub(c0 + 16 * v);
-                if left >= 16 { u16::MAX } else { (1u16 << left) - 1 }
+                if left >= 16 {
+                    u16::MAX
+                } else {
+                    (1u16 << left) - 1
+                }
             });
             let mut acc: [__m512; NV] =
                 std::array::from_fn(|v| _mm512_loadu_ps(w.bias.as_ptr().add(c0 + 16 * v)));
@@ -168,7 +172,7 @@ mod tests {
     #[test]
     fn vector_path_matches_the_definition() {
         for (c, stride, (top, left), (h, w)) in [
-            (32, 1, (1, 1), (9, 7)),
+            (32usize, 1usize, (1usize, 1usize), (9usize, 7usize)),
             (96, 2, (0, 0), (10, 9)),
             (144, 2, (1, 1), (7, 7)),
             (7, 1, (1, 1), (5, 6)),
@@ -188,20 +192,40 @@ mod tests {
                 oh: (h + 2 * top + 1 - 3) / stride + 1,
                 ow: (w + 2 * left + 1 - 3) / stride + 1,
             };
-            let input: Vec<f32> = (0..h * w * c).map(|i| ((i * 29) % 101) as f32 / 40.0 - 1.2).collect();
+            let input: Vec<f32> = (0..h * w * c)
+                .map(|i| ((i * 29) % 101) as f32 / 40.0 - 1.2)
+                .collect();
             let rows: Vec<f32> = (0..9 * padded)
-                .map(|i| if i % padded < c { ((i * 17) % 31) as f32 / 15.0 - 1.0 } else { 0.0 })
+                .map(|i| {
+                    if i % padded < c {
+                        ((i * 17) % 31) as f32 / 15.0 - 1.0
+                    } else {
+                        0.0
+                    }
+                })
                 .collect();
             let bias: Vec<f32> = (0..padded).map(|i| (i % 5) as f32 - 2.0).collect();
-            let weights = Weights { rows: &rows, bias: &bias, padded, lo: 0.0, hi: 6.0 };
+            let weights = Weights {
+                rows: &rows,
+                bias: &bias,
+                padded,
+                lo: 0.0,
+                hi: 6.0,
+            };
             let n = g.oh * g.ow * c;
             let (mut want, mut got) = (vec![0.0; n], vec![f32::NAN; n]);
             run_portable(&g, &input, &weights, &mut want);
             run(&g, &input, &weights, &mut got);
             for (a, b) in got.iter().zip(&want) {
-                assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b} ({g:?})");
+                assert!(
+                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                    "{a} vs {b} ({g:?})"
+                );
             }
-            assert!(want.contains(&0.0) && want.contains(&6.0), "the clamp was exercised");
+            assert!(
+                want.contains(&0.0) && want.contains(&6.0),
+                "the clamp was exercised"
+            );
         }
     }
 }

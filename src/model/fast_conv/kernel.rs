@@ -61,7 +61,7 @@ pub fn has_avx512() -> bool {
 pub fn run(input: &[f32], bases: &[usize], taps: &Taps, w: &Weights, out: &mut [f32]) {
     assert!(out.len() >= bases.len() * w.channels);
     assert!(w.rows.len() >= taps.offsets.len() * w.padded && w.bias.len() >= w.padded);
-    assert!(w.padded % 16 == 0 && w.padded >= w.channels);
+    assert!(w.padded.is_multiple_of(16) && w.padded >= w.channels);
     let last = taps.offsets.iter().max().copied().unwrap_or(0);
     assert!(bases.iter().all(|b| b + last < input.len()));
     #[cfg(target_arch = "x86_64")]
@@ -192,7 +192,13 @@ mod tests {
             }
         }
         let bias = (0..padded)
-            .map(|o| if o < channels { o as f32 / 10.0 - 2.0 } else { 0.0 })
+            .map(|o| {
+                if o < channels {
+                    o as f32 / 10.0 - 2.0
+                } else {
+                    0.0
+                }
+            })
             .collect();
         (rows, bias, padded)
     }
@@ -201,14 +207,23 @@ mod tests {
     /// a ragged tail, with and without a clamp: the vector path agrees with the definition.
     #[test]
     fn vector_path_matches_the_definition() {
-        let input: Vec<f32> = (0..4000).map(|i| ((i * 31) % 97) as f32 / 50.0 - 1.0).collect();
+        let input: Vec<f32> = (0..4000)
+            .map(|i| ((i * 31) % 97) as f32 / 50.0 - 1.0)
+            .collect();
         let offsets: Vec<usize> = (0..19).map(|t| t * 37).collect();
         let taps = Taps { offsets: &offsets };
         for channels in [1, 7, 16, 17, 32, 96, 130] {
             for positions in [1, 5, 6, 13] {
                 for (lo, hi) in [(f32::NEG_INFINITY, f32::INFINITY), (0.0, 6.0)] {
                     let (rows, bias, padded) = weights(offsets.len(), channels);
-                    let w = Weights { rows: &rows, bias: &bias, channels, padded, lo, hi };
+                    let w = Weights {
+                        rows: &rows,
+                        bias: &bias,
+                        channels,
+                        padded,
+                        lo,
+                        hi,
+                    };
                     let bases: Vec<usize> = (0..positions).map(|p| p * 53 + 3).collect();
                     let mut want = vec![0.0; positions * channels];
                     run_portable(&input, &bases, &taps, &w, &mut want);

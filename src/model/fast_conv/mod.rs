@@ -80,7 +80,8 @@ impl Pad {
         let mut out = vec![0.0; (self.h + self.top + self.bottom) * pw * c];
         for y in 0..self.h {
             let dst = ((y + self.top) * pw + self.left) * c;
-            out[dst..dst + self.w * c].copy_from_slice(&input[y * self.w * c..(y + 1) * self.w * c]);
+            out[dst..dst + self.w * c]
+                .copy_from_slice(&input[y * self.w * c..(y + 1) * self.w * c]);
         }
         out
     }
@@ -134,7 +135,11 @@ impl EvalOp for TapConv {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        ensure!(input.shape() == &*self.input_shape, "{self:?} got {:?}", input.shape());
+        ensure!(
+            input.shape() == &*self.input_shape,
+            "{self:?} got {:?}",
+            input.shape()
+        );
         let view = input.try_as_plain_ram()?;
         let x = view.as_slice::<f32>()?;
         let padded;
@@ -261,8 +266,8 @@ fn sole_consumer(model: &TypedModel, outlet: OutletId) -> Option<&TypedNode> {
 }
 
 /// A binary op of `name` between `outlet` and a constant; returns the constant.
-fn binary_with_const<'m>(
-    model: &'m TypedModel,
+fn binary_with_const(
+    model: &TypedModel,
     node: &TypedNode,
     outlet: OutletId,
     name: &str,
@@ -399,7 +404,9 @@ fn pointwise(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
     let from_right = out_shape.len() - 1 - oo;
     let Some(bias) = binary_with_const(model, add, id.into(), "Add").and_then(|b| {
         let along = b.rank() > from_right && b.shape()[b.rank() - 1 - from_right] == channels;
-        (along && b.len() == channels).then(|| f32_values(&b)).flatten()
+        (along && b.len() == channels)
+            .then(|| f32_values(&b))
+            .flatten()
     }) else {
         return Ok(None);
     };
@@ -444,7 +451,10 @@ fn stem(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
         || !ps.data_format.c_is_last()
         || ps.kernel_shape.len() != 2
         || ps.input_channels > 8
-        || ps.dilations.as_ref().is_some_and(|d| d.iter().any(|&d| d != 1))
+        || ps
+            .dilations
+            .as_ref()
+            .is_some_and(|d| d.iter().any(|&d| d != 1))
         || node.inputs.len() != 3
     {
         return Ok(None);
@@ -526,7 +536,11 @@ fn stem(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
                 .flat_map(|y| (0..ow).map(move |x| (y * sh * pw + x * sw) * c))
                 .collect(),
         ),
-        offsets: Arc::new(taps.iter().map(|&(ky, kx, ci)| (ky * pw + kx) * c + ci).collect()),
+        offsets: Arc::new(
+            taps.iter()
+                .map(|&(ky, kx, ci)| (ky * pw + kx) * c + ci)
+                .collect(),
+        ),
         rows: Arc::new(rows),
         bias: Arc::new(bias),
         channels,
@@ -555,7 +569,10 @@ fn depthwise_conv(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
         || ps.output_channels != c
         || !ps.data_format.c_is_last()
         || ps.kernel_shape.len() != 2
-        || ps.dilations.as_ref().is_some_and(|d| d.iter().any(|&d| d != 1))
+        || ps
+            .dilations
+            .as_ref()
+            .is_some_and(|d| d.iter().any(|&d| d != 1))
         || node.inputs.len() != 3
     {
         return Ok(None);

@@ -116,8 +116,8 @@ fn enumerate_modes(device: &Device, wanted: Option<Size>) -> io::Result<Vec<Mode
                     let fits = |c: &Size| {
                         (s.min_width..=s.max_width).contains(&c.width)
                             && (s.min_height..=s.max_height).contains(&c.height)
-                            && (c.width - s.min_width) % s.step_width.max(1) == 0
-                            && (c.height - s.min_height) % s.step_height.max(1) == 0
+                            && (c.width - s.min_width).is_multiple_of(s.step_width.max(1))
+                            && (c.height - s.min_height).is_multiple_of(s.step_height.max(1))
                     };
                     sizes.extend(
                         wanted

@@ -5,7 +5,10 @@
 /// Converts one YUYV frame (`stride` bytes per row, at least `width * 2`) to RGB.
 pub fn yuyv_to_rgb(data: &[u8], width: u32, height: u32, stride: usize) -> Option<image::RgbImage> {
     let (w, h) = (width as usize, height as usize);
-    if width % 2 != 0 || stride < w * 2 || data.len() < stride * h.saturating_sub(1) + w * 2 {
+    if !width.is_multiple_of(2)
+        || stride < w * 2
+        || data.len() < stride * h.saturating_sub(1) + w * 2
+    {
         return None;
     }
     let mut rgb = vec![0u8; w * h * 3];
