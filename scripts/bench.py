@@ -88,9 +88,9 @@ def main():
         return 0
     print(f"model {args.model}, {edge['pictures']} photos x {edge['rounds']} rounds, {os.cpu_count()} cores")
     print(f"{'':28} {'p50 ms':>8} {'p90 ms':>8}")
-    print(f"{'edge-tl (tract), 1 thread':28} {edge['extract_ms_p50']:>8.1f} {edge['extract_ms_p90']:>8.1f}")
+    print(f"{'edge-tl, 1 thread':28} {edge['extract_ms_p50']:>8.1f} {edge['extract_ms_p90']:>8.1f}")
     print(f"{'onnxruntime, 1 thread':28} {ort1[0]:>8.1f} {ort1[1]:>8.1f}")
-    print(f"{'edge-tl (tract), all cores':28} {edge_all['extract_ms_p50']:>8.1f} {edge_all['extract_ms_p90']:>8.1f}")
+    print(f"{'edge-tl, all cores':28} {edge_all['extract_ms_p50']:>8.1f} {edge_all['extract_ms_p90']:>8.1f}")
     print(f"{'onnxruntime, all cores':28} {ort_all[0]:>8.1f} {ort_all[1]:>8.1f}")
     print(f"ratio edge-tl / onnxruntime (p50): {report['ratio_p50_1_thread']:.2f}x at 1 thread, "
           f"{report['ratio_p50_all_cores']:.2f}x on all cores")
