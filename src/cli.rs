@@ -95,6 +95,10 @@ pub struct FinetuneArgs {
     /// weights (pretrained blocks and the linear-probe classifier); 1 = as trained
     #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
     pub mix: f64,
+    /// Export the epoch the validation split chose as it is, instead of training that many
+    /// epochs again on every picture (validation ones included)
+    #[arg(long)]
+    pub no_refit: bool,
     /// Store the exported weights as int8 (one scale per output channel): a quarter of the
     /// file size, the same speed in tract, a rounding's cost in accuracy
     #[arg(long)]

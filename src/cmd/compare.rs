@@ -126,6 +126,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             "finetune": {
                 "trained_blocks": ft.cut.blocks,
                 "best_epoch": ft.best_epoch,
+                "refit_epochs": ft.refit_epochs,
                 "mix": ft.mix,
                 "epochs_run": ft.history.len(),
             },
@@ -133,11 +134,17 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         println!("{line}");
     } else {
         println!(
-            "{} labels, {} training and {} test pictures (fine-tuning kept {} for validation)",
+            "{} labels, {} training and {} test pictures (fine-tuning chose its epoch on {} of \
+             them{})",
             train_set.labels.len(),
             ft.train_pictures + ft.val_pictures,
             head_row.test_pictures,
-            ft.val_pictures
+            ft.val_pictures,
+            if ft.refit_epochs > 0 {
+                ", then trained again on all"
+            } else {
+                ""
+            }
         );
         println!(
             "{:<12} {:>8} {:>8} {:>9} {:>9} {:>11}",

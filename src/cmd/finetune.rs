@@ -36,6 +36,7 @@ pub fn options(args: &FinetuneArgs) -> FinetuneOptions {
         weight_decay: args.weight_decay,
         label_smoothing: args.label_smoothing.clamp(0.0, 0.5),
         mix: args.mix.clamp(0.0, 1.0),
+        refit: !args.no_refit,
         seed: args.seed,
     }
 }
@@ -57,6 +58,7 @@ pub fn run(
             "train_pictures": ft.train_pictures,
             "val_pictures": ft.val_pictures,
             "best_epoch": ft.best_epoch,
+            "refit_epochs": ft.refit_epochs,
             "mix": ft.mix,
             "epochs": ft.history,
             "train_s": seconds,
@@ -68,7 +70,7 @@ pub fn run(
     } else {
         let best = &ft.history[ft.best_epoch.saturating_sub(1).min(ft.history.len() - 1)];
         println!(
-            "wrote {} ({:.1} MB), {} and {}: {} labels, trained {} in {seconds:.0} s; kept epoch {}{}{}",
+            "wrote {} ({:.1} MB), {} and {}: {} labels, trained {} in {seconds:.0} s; kept epoch {}{}{}{}",
             exported.onnx.display(),
             exported.bytes as f64 / 1e6,
             exported.manifest.display(),
@@ -79,6 +81,15 @@ pub fn run(
             best.val_accuracy
                 .map(|a| format!(" (validation accuracy {:.1}%)", 100.0 * a))
                 .unwrap_or_default(),
+            if ft.refit_epochs > 0 {
+                format!(
+                    ", then trained {} epochs again on all {} pictures",
+                    ft.refit_epochs,
+                    ft.train_pictures + ft.val_pictures
+                )
+            } else {
+                String::new()
+            },
             if ft.mix < 1.0 {
                 format!(
                     ", mixed {:.0}% with the starting weights",
@@ -140,6 +151,18 @@ pub fn train_and_export(
                             format!("  validation {:.1}% (loss {l:.3})", 100.0 * a),
                         _ => String::new(),
                     }
+                );
+            }
+        }
+        Progress::Refit { epoch: e, of } => {
+            if show {
+                eprintln!(
+                    "refit {:>2}/{of}  lr {:.2e}  loss {:.3}  train {:.1}%  (every picture, \
+                     validation ones included)",
+                    e.epoch,
+                    e.lr,
+                    e.train_loss,
+                    100.0 * e.train_accuracy
                 );
             }
         }

@@ -61,6 +61,10 @@ pub struct FinetuneOptions {
     /// the pretrained features knew that a few hundred pictures cannot teach again; 0.5 is
     /// the paper's default.
     pub mix: f64,
+    /// After the validation split has chosen the epoch to keep, train again from the start on
+    /// every training picture (validation ones included) for that many epochs: the exported
+    /// network then learns from the same pictures as the on-device head it is compared with.
+    pub refit: bool,
     pub seed: u64,
 }
 
@@ -80,6 +84,7 @@ impl Default for FinetuneOptions {
             weight_decay: 1e-4,
             label_smoothing: 0.1,
             mix: 0.5,
+            refit: true,
             seed: 0,
         }
     }
@@ -104,6 +109,11 @@ pub enum Progress<'a> {
         total: usize,
     },
     Epoch(&'a Epoch),
+    /// An epoch of the refit on every picture ([`FinetuneOptions::refit`]), `of` in all.
+    Refit {
+        epoch: &'a Epoch,
+        of: usize,
+    },
 }
 
 /// Why fine-tuning cannot run.
@@ -135,6 +145,8 @@ pub struct Finetuned {
     pub history: Vec<Epoch>,
     /// The epoch whose weights were kept (1-based).
     pub best_epoch: usize,
+    /// Epochs of the refit on every picture (0: no refit, the kept epoch is exported).
+    pub refit_epochs: usize,
     /// Share of the fine-tuned weights mixed with the starting ones ([`FinetuneOptions::mix`]).
     pub mix: f64,
     pub train_pictures: usize,
@@ -198,6 +210,8 @@ pub fn finetune(
         }
     }
     let is_val = validation_split(&decoded, labels.len(), options.val_fraction, options.seed);
+    // A refit needs the validation pictures' augmented variants too.
+    let refit = options.refit && is_val.iter().any(|&v| v);
 
     // The frozen prefix, once per picture and variant.
     let total = decoded.len();
@@ -211,7 +225,7 @@ pub fn finetune(
             let (_, frame) = &decoded[i];
             images.push(frame.image.clone());
             owners.push(i);
-            if !is_val[i] {
+            if !is_val[i] || refit {
                 for _ in 0..options.augment {
                     images.push(augment::random_crop_flip(
                         &frame.image,
@@ -276,32 +290,12 @@ pub fn finetune(
     let mut since_best = 0;
     let mut order: Vec<usize> = (0..train.len()).collect();
     for epoch in 1..=options.epochs {
-        let lr = if options.cosine {
-            let t = (epoch - 1) as f64 / options.epochs as f64;
-            options.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-        } else {
-            options.lr
-        };
+        let lr = learning_rate(options, epoch);
         opt.set_lr(lr);
-        order.shuffle(&mut rng);
-        let (mut loss_sum, mut correct) = (0.0, 0usize);
-        for batch in order.chunks(options.batch.max(1)) {
-            let xs: Vec<&Tensor> = batch
-                .iter()
-                .map(|&i| {
-                    let v = &train[i].variants;
-                    &v[rng.random_range(0..v.len())]
-                })
-                .collect();
-            let y: Vec<u32> = batch.iter().map(|&i| train[i].label as u32).collect();
-            let logits = run(&net, &xs)?;
-            let (loss, hits) = loss_and_hits(&logits, &y, options.label_smoothing)?;
-            opt.step(&loss).map_err(computing("a training step"))?;
-            loss_sum += f64::from(loss.to_scalar::<f32>().map_err(computing("the loss"))?)
-                * batch.len() as f64;
-            correct += hits;
-        }
-        let n = train.len().max(1) as f64;
+        let (train_loss, train_accuracy) =
+            train_epoch(&train, &mut order, &mut opt, &mut rng, options, |xs| {
+                run(&net, xs)
+            })?;
         let (val_loss, val_accuracy) = if val.is_empty() {
             (None, None)
         } else {
@@ -311,8 +305,8 @@ pub fn finetune(
         let report = Epoch {
             epoch,
             lr,
-            train_loss: loss_sum / n,
-            train_accuracy: correct as f64 / n,
+            train_loss,
+            train_accuracy,
             val_loss,
             val_accuracy,
         };
@@ -343,6 +337,51 @@ pub fn finetune(
         }
         None => 0,
     };
+    // The refit: the same schedule for the kept number of epochs, from the same start, on
+    // every picture; its own linear probe, and the mix below starts from that.
+    let mut start = start;
+    let mut refit_epochs = 0;
+    let (mut train, val_pictures) = (train, val.len());
+    if refit && best_epoch > 0 {
+        train.extend(val);
+        for (v, t) in vars.iter().zip(&start) {
+            v.set(t)
+                .map_err(computing("restarting from the pretrained weights"))?;
+        }
+        let (w0, b0) = linear_probe(&net, &cut.tensor, &embedding, &train, labels.len())?;
+        head_w.set(&w0).map_err(computing("the classifier"))?;
+        head_b.set(&b0).map_err(computing("the classifier"))?;
+        start = snapshot(&all_vars)?;
+        let mut opt = optimizer::Optimizer::new(
+            options.optimizer,
+            all_vars.clone(),
+            options.lr,
+            options.weight_decay,
+        )
+        .map_err(computing("the optimiser"))?;
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        for epoch in 1..=best_epoch {
+            let lr = learning_rate(options, epoch);
+            opt.set_lr(lr);
+            let (train_loss, train_accuracy) =
+                train_epoch(&train, &mut order, &mut opt, &mut rng, options, |xs| {
+                    run(&net, xs)
+                })?;
+            let report = Epoch {
+                epoch,
+                lr,
+                train_loss,
+                train_accuracy,
+                val_loss: None,
+                val_accuracy: None,
+            };
+            progress(Progress::Refit {
+                epoch: &report,
+                of: best_epoch,
+            });
+            refit_epochs = epoch;
+        }
+    }
     let mix = options.mix.clamp(0.0, 1.0);
     if mix < 1.0 {
         for (v, t0) in all_vars.iter().zip(&start) {
@@ -360,12 +399,55 @@ pub fn finetune(
         labels,
         history,
         best_epoch,
+        refit_epochs,
         mix,
-        train_pictures: train.len(),
-        val_pictures: val.len(),
+        train_pictures: train.len() - if refit_epochs > 0 { val_pictures } else { 0 },
+        val_pictures,
         skipped,
         embedding,
     })
+}
+
+/// The learning rate of `epoch` (1-based): cosine decay to 0 over `options.epochs`, or constant.
+fn learning_rate(options: &FinetuneOptions, epoch: usize) -> f64 {
+    if options.cosine {
+        let t = (epoch - 1) as f64 / options.epochs as f64;
+        options.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+    } else {
+        options.lr
+    }
+}
+
+/// One pass over `pictures` in a fresh random order, each step on a random variant of each
+/// picture; returns the mean training loss and accuracy.
+fn train_epoch(
+    pictures: &[Picture],
+    order: &mut [usize],
+    opt: &mut optimizer::Optimizer,
+    rng: &mut rand::rngs::StdRng,
+    options: &FinetuneOptions,
+    run: impl Fn(&[&Tensor]) -> Result<Tensor, GradError>,
+) -> Result<(f64, f64), GradError> {
+    order.shuffle(rng);
+    let (mut loss_sum, mut correct) = (0.0, 0usize);
+    for batch in order.chunks(options.batch.max(1)) {
+        let xs: Vec<&Tensor> = batch
+            .iter()
+            .map(|&i| {
+                let v = &pictures[i].variants;
+                &v[rng.random_range(0..v.len())]
+            })
+            .collect();
+        let y: Vec<u32> = batch.iter().map(|&i| pictures[i].label as u32).collect();
+        let logits = run(&xs)?;
+        let (loss, hits) = loss_and_hits(&logits, &y, options.label_smoothing)?;
+        opt.step(&loss).map_err(computing("a training step"))?;
+        loss_sum +=
+            f64::from(loss.to_scalar::<f32>().map_err(computing("the loss"))?) * batch.len() as f64;
+        correct += hits;
+    }
+    let n = pictures.len().max(1) as f64;
+    Ok((loss_sum / n, correct as f64 / n))
 }
 
 /// Copies of the trained variables' current values.

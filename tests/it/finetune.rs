@@ -39,6 +39,13 @@ fn the_exported_model_answers_in_tract_as_in_the_engine() {
         ft.val_pictures,
         ft.train_pictures
     );
+    // The validation pictures chose the epoch, then every picture trained that many epochs.
+    assert!(
+        ft.best_epoch >= 1 && ft.refit_epochs == ft.best_epoch,
+        "{} {}",
+        ft.best_epoch,
+        ft.refit_epochs
+    );
     let out = dir.path().join("ft.onnx");
     let files = export(&ft, default_model(), &out, false).unwrap();
     assert!(files.manifest.is_file() && files.labels.is_file());
@@ -101,19 +108,32 @@ fn mix_averages_the_fine_tuned_and_the_starting_weights() {
     let data = dir.path().join("data");
     small_catsdogs(&data, 8);
     let dataset = Dataset::open(&data).unwrap();
-    let tune = |mix: f64| {
+    let tune_with = |mix: f64, refit: bool| {
         let net = Net::load(&default_model().path).unwrap();
         let options = FinetuneOptions {
             epochs: 2,
             augment: 1,
             mix,
+            refit,
             ..FinetuneOptions::default()
         };
         finetune(net, &default_model().manifest, &dataset, &options, |_| {}).unwrap()
     };
+    let tune = |mix: f64| tune_with(mix, true);
     let pretrained = Net::load(&default_model().path).unwrap();
     let (full, half, none) = (tune(1.0), tune(0.5), tune(0.0));
     assert_eq!(half.mix, 0.5);
+    // Without the refit the kept epoch is exported as trained on the split's training part:
+    // other weights than the refit's, which also saw the validation pictures.
+    let kept = tune_with(1.0, false);
+    assert_eq!((kept.refit_epochs, full.refit_epochs), (0, full.best_epoch));
+    assert!(
+        full.cut
+            .weights
+            .iter()
+            .any(|n| full.net.weight_values(n).unwrap() != kept.net.weight_values(n).unwrap()),
+        "the refit changed nothing"
+    );
     let mut moved = 0.0f32;
     for name in &full.cut.weights {
         let w0 = pretrained.weight_values(name).unwrap();
@@ -183,6 +203,7 @@ fn finetune_cli_repeats_with_its_seed_and_names_bad_pictures() {
         "same seed, same file"
     );
     assert_eq!(a["trained_blocks"].as_array().unwrap().len(), 2);
+    assert_eq!(a["refit_epochs"], a["best_epoch"], "{a}");
     let skipped = a["skipped"].as_array().unwrap();
     assert_eq!(skipped.len(), 1, "{a}");
     assert!(skipped[0]["path"]
