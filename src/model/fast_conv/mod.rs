@@ -10,11 +10,12 @@
 //! (see [`kernel`]), the stem reads its 27 taps straight from the padded picture, and both
 //! finish with the bias and the clamp before the single store.
 //!
-//! The rewrite runs on the decluttered graph, before tract's own optimisation: it matches
-//! an `EinSum` with constant weights whose output has the channels last (tract's form of a
-//! 1x1 convolution) followed by a constant bias `Add`, and a group-1 channel-last `Conv` over
-//! at most 8 input channels; either may be followed by `Max(lo)`/`Min(hi)`, which are folded
-//! in. It only runs where the CPU has AVX-512 (elsewhere, e.g. on the Pi, tract's own
+//! The rewrite runs on the decluttered graph, before tract's own optimisation. It matches
+//! an `EinSum` with constant `[out, in]` weights followed by a constant bias `Add` (tract's
+//! form of a 1x1 convolution; its input and output may have the channels first or last), a
+//! group-1 channel-last `Conv` over at most 8 input channels (the stem), and a channel-last
+//! `Conv` with a group per channel (depthwise); each may be followed by `Max(lo)`/`Min(hi)`,
+//! which are folded in. It only runs where the CPU has AVX-512 (elsewhere, e.g. on the Pi, tract's own
 //! kernels run unchanged). Sums are fused multiply-adds in another order than tract's, so
 //! embeddings differ from tract's own plan by rounding only; `tests` and the
 //! end-to-end suite compare the two plans.
@@ -34,28 +35,40 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 /// kernels are at their best there and ours would gain nothing.
 const MIN_POSITIONS: usize = 16;
 
-/// One convolution written as taps: output position `p`, channel `o` is
-/// `clamp(bias[o] + sum_t rows[t][o] * input[bases[p] + offsets[t]])`.
-#[derive(Clone)]
+/// One convolution, its bias and its clamp: output channel `o` of each position is
+/// `clamp(bias[o] + sum over taps of weight * input)`, as [`Plan`] says which.
+#[derive(Clone, PartialEq)]
 pub struct TapConv {
     kind: &'static str,
-    bases: Arc<Vec<usize>>,
-    offsets: Arc<Vec<usize>>,
+    plan: Plan,
+    /// Weights `[tap][channel]`, each row `padded` long; bias `padded` long.
     rows: Arc<Vec<f32>>,
     bias: Arc<Vec<f32>>,
     channels: usize,
     padded: usize,
+    /// Clamp bounds (-inf/+inf: none).
     lo: f32,
     hi: f32,
-    /// The output is `[channels, positions]` (tract chose channel-first there): computed
-    /// channel-last, then transposed.
-    channels_first: bool,
-    /// Set for a depthwise convolution, which runs [`depthwise::run`] instead of the taps.
-    depthwise: Option<depthwise::Geometry>,
-    /// Zero border added around a `[h, w, c]` picture before reading it (stem only).
-    pad: Option<Pad>,
     input_shape: TVec<usize>,
     output_shape: TVec<usize>,
+}
+
+/// Which input values a convolution's taps read.
+#[derive(Clone, PartialEq, Eq)]
+enum Plan {
+    /// [`kernel::run`]: position `p` reads tap `t` at `input[bases[p] + offsets[t]]` (1x1
+    /// convolutions and the stem).
+    Taps {
+        bases: Arc<Vec<usize>>,
+        offsets: Arc<Vec<usize>>,
+        /// Zero border added around a `[h, w, c]` picture before reading it (the stem).
+        pad: Option<Pad>,
+        /// The output is `[channels, positions]` (tract chose channel-first there):
+        /// computed channel-last, then transposed.
+        channels_first: bool,
+    },
+    /// [`depthwise::run`].
+    Depthwise(depthwise::Geometry),
 }
 
 /// A picture `[h, w, c]` and the zeros around it: `top`/`left` before, `bottom`/`right` after.
@@ -87,6 +100,10 @@ impl Pad {
     }
 }
 
+/// tract wants ops `Eq`; the floats compared are weights, bias and bounds read from the model,
+/// never NaN.
+impl Eq for TapConv {}
+
 impl std::fmt::Debug for TapConv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -95,32 +112,12 @@ impl std::fmt::Debug for TapConv {
             self.kind,
             self.input_shape,
             self.output_shape,
-            self.offsets.len(),
+            self.rows.len() / self.padded.max(1),
             self.lo,
             self.hi
         )
     }
 }
-
-impl PartialEq for TapConv {
-    fn eq(&self, other: &Self) -> bool {
-        self.kind == other.kind
-            && self.bases == other.bases
-            && self.offsets == other.offsets
-            && self.rows == other.rows
-            && self.bias == other.bias
-            && self.channels == other.channels
-            && self.lo.to_bits() == other.lo.to_bits()
-            && self.hi.to_bits() == other.hi.to_bits()
-            && self.pad == other.pad
-            && self.depthwise == other.depthwise
-            && self.channels_first == other.channels_first
-            && self.input_shape == other.input_shape
-            && self.output_shape == other.output_shape
-    }
-}
-
-impl Eq for TapConv {}
 
 impl Op for TapConv {
     fn name(&self) -> StaticName {
@@ -142,46 +139,56 @@ impl EvalOp for TapConv {
         );
         let view = input.try_as_plain_ram()?;
         let x = view.as_slice::<f32>()?;
-        let padded;
-        let x = match &self.pad {
-            Some(pad) => {
-                padded = pad.apply(x);
-                &padded[..]
-            }
-            None => x,
-        };
-        // SAFETY: f32 has no invalid bit patterns, and the kernel (or the transpose) writes
-        // every value before anything reads it (`kernel::run` asserts the lengths).
+        let (lo, hi) = (self.lo, self.hi);
+        // SAFETY: f32 has no invalid bit patterns, and the kernels (or the transpose) write
+        // every value before anything reads it (`kernel::run` and `depthwise::run` write
+        // every position and channel of the output shape the matchers computed).
         let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape)? };
         {
             let mut out = output.try_as_plain_ram_mut()?;
             let out = out.as_slice_mut::<f32>()?;
-            let weights = kernel::Weights {
-                rows: &self.rows,
-                bias: &self.bias,
-                channels: self.channels,
-                padded: self.padded,
-                lo: self.lo,
-                hi: self.hi,
-            };
-            let taps = kernel::Taps {
-                offsets: &self.offsets,
-            };
-            if let Some(g) = &self.depthwise {
-                let weights = depthwise::Weights {
-                    rows: &self.rows,
-                    bias: &self.bias,
-                    padded: self.padded,
-                    lo: self.lo,
-                    hi: self.hi,
-                };
-                depthwise::run(g, x, &weights, out);
-            } else if self.channels_first {
-                let mut scratch = vec![0.0; out.len()];
-                kernel::run(x, &self.bases, &taps, &weights, &mut scratch);
-                transpose(&scratch, self.bases.len(), self.channels, out);
-            } else {
-                kernel::run(x, &self.bases, &taps, &weights, out);
+            match &self.plan {
+                Plan::Depthwise(g) => {
+                    let weights = depthwise::Weights {
+                        rows: &self.rows,
+                        bias: &self.bias,
+                        padded: self.padded,
+                        lo,
+                        hi,
+                    };
+                    depthwise::run(g, x, &weights, out);
+                }
+                Plan::Taps {
+                    bases,
+                    offsets,
+                    pad,
+                    channels_first,
+                } => {
+                    let padded_input;
+                    let x = match pad {
+                        Some(pad) => {
+                            padded_input = pad.apply(x);
+                            &padded_input[..]
+                        }
+                        None => x,
+                    };
+                    let weights = kernel::Weights {
+                        rows: &self.rows,
+                        bias: &self.bias,
+                        channels: self.channels,
+                        padded: self.padded,
+                        lo,
+                        hi,
+                    };
+                    let taps = kernel::Taps { offsets };
+                    if *channels_first {
+                        let mut scratch = vec![0.0; out.len()];
+                        kernel::run(x, bases, &taps, &weights, &mut scratch);
+                        transpose(&scratch, bases.len(), self.channels, out);
+                    } else {
+                        kernel::run(x, bases, &taps, &weights, out);
+                    }
+                }
             }
         }
         Ok(tvec!(output.into_tvalue()))
@@ -204,13 +211,11 @@ pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
     }
     let mut count = 0;
     for id in 0..model.nodes.len() {
-        let found = match pointwise(model, id)? {
-            Some(found) => Some(found),
-            None => match stem(model, id)? {
-                Some(found) => Some(found),
-                None => depthwise_conv(model, id)?,
-            },
-        };
+        let matchers = [pointwise, stem, depthwise_conv];
+        let found = matchers
+            .iter()
+            .find_map(|matcher| matcher(model, id).transpose())
+            .transpose()?;
         if let Some((op, input, replaced)) = found {
             let mut patch = TypedModelPatch::default();
             let tap = patch.tap_model(model, input)?;
@@ -422,17 +427,18 @@ fn pointwise(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
     );
     let op = TapConv {
         kind: "EdgeTlPointwiseConv",
-        bases: Arc::new((0..positions).map(|p| p * p_stride).collect()),
-        offsets: Arc::new((0..depth).map(|t| t * x_strides[kx]).collect()),
+        plan: Plan::Taps {
+            bases: Arc::new((0..positions).map(|p| p * p_stride).collect()),
+            offsets: Arc::new((0..depth).map(|t| t * x_strides[kx]).collect()),
+            pad: None,
+            channels_first,
+        },
         rows: Arc::new(rows),
         bias: Arc::new(bias),
         channels,
         padded,
         lo,
         hi,
-        pad: None,
-        depthwise: None,
-        channels_first,
         input_shape: x_shape,
         output_shape: out_shape,
     };
@@ -531,25 +537,26 @@ fn stem(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
     let (last, lo, hi) = clamp(model, id.into());
     let op = TapConv {
         kind: "EdgeTlStemConv",
-        bases: Arc::new(
-            (0..oh)
-                .flat_map(|y| (0..ow).map(move |x| (y * sh * pw + x * sw) * c))
-                .collect(),
-        ),
-        offsets: Arc::new(
-            taps.iter()
-                .map(|&(ky, kx, ci)| (ky * pw + kx) * c + ci)
-                .collect(),
-        ),
+        plan: Plan::Taps {
+            bases: Arc::new(
+                (0..oh)
+                    .flat_map(|y| (0..ow).map(move |x| (y * sh * pw + x * sw) * c))
+                    .collect(),
+            ),
+            offsets: Arc::new(
+                taps.iter()
+                    .map(|&(ky, kx, ci)| (ky * pw + kx) * c + ci)
+                    .collect(),
+            ),
+            pad: Some(pad),
+            channels_first: false,
+        },
         rows: Arc::new(rows),
         bias: Arc::new(bias),
         channels,
         padded,
         lo,
         hi,
-        pad: Some(pad),
-        depthwise: None,
-        channels_first: false,
         input_shape: x_shape,
         output_shape: out_shape,
     };
@@ -643,17 +650,13 @@ fn depthwise_conv(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
     let (last, lo, hi) = clamp(model, id.into());
     let op = TapConv {
         kind: "EdgeTlDepthwiseConv",
-        bases: Arc::new(vec![]),
-        offsets: Arc::new(vec![]),
+        plan: Plan::Depthwise(g),
         rows: Arc::new(rows),
         bias: Arc::new(bias),
         channels: c,
         padded,
         lo,
         hi,
-        pad: None,
-        depthwise: Some(g),
-        channels_first: false,
         input_shape: x_shape,
         output_shape: out_shape,
     };
