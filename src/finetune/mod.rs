@@ -5,8 +5,10 @@
 //! Cost is kept down the way the lesson does it: the frozen prefix's activations are computed
 //! once per picture and augmented variant ([`augment`]) and cached, so an epoch runs only the
 //! trained blocks ([`blocks`]), at 7x7 or 14x14 resolution. A stratified part of the training
-//! folder is held out for validation and early stopping. Everything random (split, crops,
-//! flips, order) comes from `--seed`, so a run repeats exactly.
+//! folder is held out to choose how many epochs to keep (early stopping); by default training
+//! then starts over on the whole folder for that many epochs, so the exported network has
+//! seen every picture the on-device head would see. Everything random (split, crops, flips,
+//! order) comes from `--seed`, so a run repeats exactly.
 
 pub mod augment;
 pub mod blocks;
