@@ -53,6 +53,22 @@ pub struct EmbedArgs {
     pub no_cache: bool,
 }
 
+/// A number from `lo` to `hi`: a value outside is refused with the flag named (clap adds it),
+/// rather than quietly moved to the nearest bound.
+fn within(lo: f64, hi: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync {
+    move |s: &str| {
+        let v: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number"))?;
+        if (lo..=hi).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!("must be from {lo} to {hi}"))
+        }
+    }
+}
+
 /// Fine-tuning settings, shared by `finetune` and `compare`.
 #[derive(Debug, Clone, Args)]
 pub struct FinetuneArgs {
@@ -77,10 +93,10 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub augment: usize,
     /// Smallest share of a picture's area a random crop keeps
-    #[arg(long, default_value_t = 0.35, value_name = "SHARE")]
+    #[arg(long, default_value_t = 0.35, value_name = "SHARE", value_parser = within(0.05, 1.0))]
     pub crop_area: f64,
     /// Share of each label held out for validation and early stopping (0: none)
-    #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
+    #[arg(long, default_value_t = 0.2, value_name = "FRACTION", value_parser = within(0.0, 0.9))]
     pub val_split: f64,
     /// Stop after this many epochs without a better validation accuracy
     #[arg(long, default_value_t = 3, value_name = "N")]
@@ -89,11 +105,11 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = 1e-4, value_name = "W")]
     pub weight_decay: f64,
     /// Label smoothing of the training loss
-    #[arg(long, default_value_t = 0.1, value_name = "SHARE")]
+    #[arg(long, default_value_t = 0.1, value_name = "SHARE", value_parser = within(0.0, 0.5))]
     pub label_smoothing: f64,
     /// Share of the fine-tuned weights in the exported model, the rest being the starting
     /// weights (pretrained blocks and the linear-probe classifier); 1 = as trained
-    #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
+    #[arg(long, default_value_t = 0.5, value_name = "SHARE", value_parser = within(0.0, 1.0))]
     pub mix: f64,
     /// Export the epoch the validation split chose as it is, instead of training that many
     /// epochs again on every picture (validation ones included)

@@ -249,6 +249,29 @@ fn finetune_cli_repeats_with_its_seed_and_names_bad_pictures() {
         "{}",
         stderr(&o)
     );
+    // A share outside its range is refused with the flag named, not quietly clamped.
+    for (flag, value, range) in [
+        ("--mix", "1.5", "from 0 to 1"),
+        ("--label-smoothing", "0.7", "from 0 to 0.5"),
+        ("--val-split", "0.95", "from 0 to 0.9"),
+        ("--crop-area", "0", "from 0.05 to 1"),
+    ] {
+        let o = edge_tl(&[
+            "finetune",
+            "-d",
+            data.to_str().unwrap(),
+            "-o",
+            "x.onnx",
+            flag,
+            value,
+        ]);
+        assert!(!o.status.success());
+        let e = stderr(&o);
+        assert!(
+            e.contains(flag) && e.contains(value) && e.contains(range),
+            "{e}"
+        );
+    }
     // A wrong output name is refused before any training, naming the file.
     let o = edge_tl(&["finetune", "-d", data.to_str().unwrap(), "-o", "model.bin"]);
     let err = stderr(&o);
