@@ -45,14 +45,8 @@ impl Geometry {
     }
 }
 
-/// Weights `[ky * kw + kx][channel]`, rows `padded` long (a multiple of 16), bias likewise.
-pub struct Weights<'a> {
-    pub rows: &'a [f32],
-    pub bias: &'a [f32],
-    pub padded: usize,
-    pub lo: f32,
-    pub hi: f32,
-}
+/// The weights are [`kernel::Weights`]: one row per tap `ky * kw + kx`, `channels` = `c`.
+pub use super::kernel::Weights;
 
 /// The portable definition (the reference in tests, and where AVX-512 is missing).
 pub fn run_portable(g: &Geometry, input: &[f32], w: &Weights, out: &mut [f32]) {
@@ -80,7 +74,8 @@ pub fn run_portable(g: &Geometry, input: &[f32], w: &Weights, out: &mut [f32]) {
 /// Like [`run_portable`], with AVX-512 where the CPU has it.
 pub fn run(g: &Geometry, input: &[f32], w: &Weights, out: &mut [f32]) {
     assert!(input.len() >= g.h * g.w * g.c && out.len() >= g.oh * g.ow * g.c);
-    assert!(w.padded.is_multiple_of(16) && w.padded >= g.c && w.bias.len() >= w.padded);
+    assert!(w.channels == g.c && w.padded.is_multiple_of(16) && w.padded >= g.c);
+    assert!(w.bias.len() >= w.padded);
     assert!(w.rows.len() >= g.kh * g.kw * w.padded);
     #[cfg(target_arch = "x86_64")]
     if super::kernel::has_avx512() {
@@ -209,6 +204,7 @@ mod tests {
             let weights = Weights {
                 rows: &rows,
                 bias: &bias,
+                channels: c,
                 padded,
                 lo: 0.0,
                 hi: 6.0,
