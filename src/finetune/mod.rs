@@ -271,13 +271,16 @@ pub fn finetune(
     all_vars.push(head_w.clone());
     all_vars.push(head_b.clone());
     let start = snapshot(&all_vars)?;
-    let mut opt = optimizer::Optimizer::new(
-        options.optimizer,
-        all_vars.clone(),
-        options.lr,
-        options.weight_decay,
-    )
-    .map_err(computing("the optimiser"))?;
+    let new_optimizer = || {
+        optimizer::Optimizer::new(
+            options.optimizer,
+            all_vars.clone(),
+            options.lr,
+            options.weight_decay,
+        )
+        .map_err(computing("the optimiser"))
+    };
+    let mut opt = new_optimizer()?;
 
     let run = |net: &Net, xs: &[&Tensor]| -> Result<Tensor, GradError> {
         let x = Tensor::cat(xs, 0).map_err(computing("a batch"))?;
@@ -354,13 +357,7 @@ pub fn finetune(
         head_w.set(&w0).map_err(computing("the classifier"))?;
         head_b.set(&b0).map_err(computing("the classifier"))?;
         start = snapshot(&all_vars)?;
-        let mut opt = optimizer::Optimizer::new(
-            options.optimizer,
-            all_vars.clone(),
-            options.lr,
-            options.weight_decay,
-        )
-        .map_err(computing("the optimiser"))?;
+        let mut opt = new_optimizer()?;
         let mut order: Vec<usize> = (0..train.len()).collect();
         for epoch in 1..=best_epoch {
             let lr = learning_rate(options, epoch);
