@@ -235,19 +235,17 @@ fn finetune_cli_repeats_with_its_seed_and_names_bad_pictures() {
     assert!(o2.status.success(), "{}", stderr(&o2));
     assert_eq!(stdout(&o2), stdout(&o));
 
-    let o = edge_tl(&[
-        "finetune",
-        "-d",
-        data.to_str().unwrap(),
-        "-o",
-        "x.onnx",
-        "--unfreeze",
-        "40",
-    ]);
-    assert!(
-        stderr(&o).contains("--unfreeze 40: the network has 19 blocks"),
-        "{}",
+    // `finetune` with one bad setting: it fails, and says why on stderr.
+    let refused = |flag: &str, value: &str| {
+        let d = data.to_str().unwrap();
+        let o = edge_tl(&["finetune", "-d", d, "-o", "x.onnx", flag, value]);
+        assert!(!o.status.success(), "{flag} {value}");
         stderr(&o)
+    };
+    let e = refused("--unfreeze", "40");
+    assert!(
+        e.contains("--unfreeze 40: the network has 19 blocks"),
+        "{e}"
     );
     // A share outside its range is refused with the flag named, not quietly clamped.
     for (flag, value, range) in [
@@ -256,17 +254,7 @@ fn finetune_cli_repeats_with_its_seed_and_names_bad_pictures() {
         ("--val-split", "0.95", "from 0 to 0.9"),
         ("--crop-area", "0", "from 0.05 to 1"),
     ] {
-        let o = edge_tl(&[
-            "finetune",
-            "-d",
-            data.to_str().unwrap(),
-            "-o",
-            "x.onnx",
-            flag,
-            value,
-        ]);
-        assert!(!o.status.success());
-        let e = stderr(&o);
+        let e = refused(flag, value);
         assert!(
             e.contains(flag) && e.contains(value) && e.contains(range),
             "{e}"
