@@ -73,7 +73,7 @@ impl DecodeError {
 pub enum ModelError {
     #[error("unknown model {name:?}; known models: {known}. Use `edge-tl models list`, or pass a path to an .onnx file or a manifest .toml")]
     Unknown { name: String, known: String },
-    #[error("manifest {origin}: {source}")]
+    #[error("manifest {origin}")]
     Manifest {
         origin: String,
         #[source]
@@ -136,7 +136,7 @@ pub enum ModelError {
 /// Problems downloading or installing a model file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("downloading {url}: {source}")]
+    #[error("downloading {url}")]
     Http {
         url: String,
         #[source]
@@ -159,7 +159,7 @@ pub enum StoreError {
     },
     #[error("model {name} has no download address in its manifest; pass one with --from URL or a local file with --from FILE")]
     NoUrl { name: String },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -207,7 +207,7 @@ pub enum HeadError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not an edge-tl head file: {source}")]
+    #[error("{path}: not an edge-tl head file")]
     Parse {
         path: PathBuf,
         #[source]
@@ -249,6 +249,9 @@ pub enum HeadError {
 pub enum TrainError {
     #[error(transparent)]
     Dataset(#[from] DatasetError),
+    /// The backbone failed while embedding the pictures.
+    #[error(transparent)]
+    Model(#[from] ModelError),
     #[error(transparent)]
     Head(#[from] HeadError),
 }

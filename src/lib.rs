@@ -9,7 +9,6 @@
 //! samples and training requests from its page.
 
 pub mod atomic_file;
-pub mod config;
 pub mod dataset;
 pub mod error;
 #[cfg(feature = "grad")]
@@ -26,15 +25,11 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod predict;
+pub mod prediction;
 pub mod preprocess;
+pub mod progress;
 #[cfg(feature = "service")]
 pub mod service;
+pub mod settings;
 pub mod sink;
 pub mod source;
-
-/// Folder of the shared test models and photos: `$EDGE_TL_SHARED`, default `../shared`.
-pub fn shared_dir() -> std::path::PathBuf {
-    std::env::var_os("EDGE_TL_SHARED")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from("../shared"))
-}

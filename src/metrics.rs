@@ -104,9 +104,27 @@ impl std::fmt::Display for EvalReport {
     }
 }
 
+/// Nearest-rank percentile (`q` in 0..1) of the values; NaN when empty. Sorts `values`.
+pub fn percentile(values: &mut [f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    values[rank - 1]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let mut v = vec![5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(percentile(&mut v, 0.5), 3.0);
+        assert_eq!(percentile(&mut v, 0.9), 5.0);
+        assert!(percentile(&mut [], 0.5).is_nan());
+    }
 
     #[test]
     fn counts_precision_recall_and_confusion() {

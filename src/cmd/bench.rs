@@ -7,13 +7,17 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use clap::Args;
 use serde::Serialize;
 
+use super::args::ModelArg;
 use edge_tl::dataset::{embed_dataset, Dataset, EmbedOptions};
 use edge_tl::head::train::{train, HeadKind, TrainParams};
 use edge_tl::head::{Backbone, LogisticParams};
-use edge_tl::model::{store, Extractor, Outputs};
+use edge_tl::metrics::percentile;
+use edge_tl::model::{Extractor, Outputs};
 use edge_tl::preprocess::{decode_file, to_input};
+use edge_tl::settings::bounds::{self, flag};
 
 #[derive(Serialize)]
 struct Report {
@@ -39,20 +43,40 @@ struct Report {
 }
 
 /// What `edge-tl bench` measures on.
-pub struct BenchArgs {
-    pub photos: Option<PathBuf>,
-    pub rounds: usize,
-    pub train_data: Option<PathBuf>,
-    pub stream: Option<PathBuf>,
-    pub loop_frames: u64,
-    pub json: bool,
-    pub model: Option<String>,
-    pub threads: usize,
-    pub profile: bool,
+#[derive(Debug, Args)]
+pub struct Flags {
+    /// Pictures to run [default: the shared test photos, $EDGE_TL_SHARED/models/testdata]
+    #[arg(long, value_name = "DIR")]
+    photos: Option<PathBuf>,
+    /// Timed runs per picture set (after one warm-up pass)
+    #[arg(long, default_value_t = 3, value_parser = flag::<usize>(bounds::ROUNDS))]
+    rounds: usize,
+    /// Dataset for the training-time measurement [default: $EDGE_TL_SHARED/data/catsdogs/train]
+    #[arg(long, value_name = "DIR")]
+    train_data: Option<PathBuf>,
+    /// Recorded MJPEG stream for the camera-loop measurement [default: the photos as a
+    /// 640x480 recording]
+    #[arg(long, value_name = "FILE")]
+    stream: Option<PathBuf>,
+    /// Frames to run through the camera loop (0 = skip that measurement)
+    #[arg(long, default_value_t = 60, value_name = "N", value_parser = flag::<u64>(bounds::LOOP_FRAMES))]
+    loop_frames: u64,
+    /// Also print where the extractor's time goes, per operator kind
+    #[arg(long)]
+    profile: bool,
+    /// Print one JSON object
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    model: ModelArg,
+    /// Threads the backbone uses for each picture
+    #[arg(long, short = 't', env = "EDGE_TL_THREADS", default_value_t = 1, value_name = "N",
+          value_parser = flag::<usize>(bounds::THREADS))]
+    threads: usize,
 }
 
-pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let BenchArgs {
+pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
+    let Flags {
         photos,
         rounds,
         train_data,
@@ -60,8 +84,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ..
     } = args;
     let start = Instant::now();
-    let model = store::resolve(Some(
+    let model = super::resolve_spec(Some(
         args.model
+            .model
             .as_deref()
             .unwrap_or(edge_tl::model::manifest::DEFAULT_MODEL),
     ))
@@ -70,7 +95,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("loading {}", model.path.display()))?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     extractor.set_threads(args.threads);
-    let photos = photos.unwrap_or_else(|| edge_tl::shared_dir().join("models/testdata"));
+    let photos = photos.unwrap_or_else(|| super::shared_dir().join("models/testdata"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&photos)
         .with_context(|| format!("reading {}", photos.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -100,15 +125,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         extractor.run(input)?; // warm-up
     }
     let mut extract_ms = Vec::new();
-    for _ in 0..rounds.max(1) {
+    for _ in 0..rounds {
         for input in &inputs {
             let t = Instant::now();
             extractor.run(input)?;
             extract_ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    let train_data =
-        train_data.unwrap_or_else(|| edge_tl::shared_dir().join("data/catsdogs/train"));
+    let train_data = train_data.unwrap_or_else(|| super::shared_dir().join("data/catsdogs/train"));
     let (train_samples, train_ms) = match Dataset::open(&train_data) {
         Ok(ds) => {
             let set = embed_dataset(
@@ -133,7 +157,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let profile = if args.profile {
-        Some(extractor.profile(&inputs[0], rounds.max(1) * 3)?)
+        Some(extractor.profile(&inputs[0], rounds * 3)?)
     } else {
         None
     };
@@ -151,7 +175,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         model: model.manifest.name.clone(),
         model_path: model.path.clone(),
         pictures: inputs.len(),
-        rounds: rounds.max(1),
+        rounds,
         threads: args.threads,
         fused_convolutions: extractor.fused_convolutions(),
         load_ms,
@@ -220,33 +244,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Nearest-rank percentile (`q` in 0..1) of the values; NaN when empty.
-pub(super) fn percentile(values: &mut [f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
-    values[rank - 1]
-}
-
 /// Peak resident set size of this process (Linux `VmHWM`).
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percentile;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let mut v = vec![5.0, 1.0, 3.0, 2.0, 4.0];
-        assert_eq!(percentile(&mut v, 0.5), 3.0);
-        assert_eq!(percentile(&mut v, 0.9), 5.0);
-        assert!(percentile(&mut [], 0.5).is_nan());
-    }
 }

@@ -15,7 +15,7 @@ use edge_tl::pipeline::Pipeline;
 use edge_tl::sink::Collect;
 use edge_tl::source::jpeg_stream::write_part;
 use edge_tl::source::recording::camera_frame;
-use edge_tl::source::{Feed, Size, SourceOptions};
+use edge_tl::source::{Feed, Size, SourceOptions, SourceSpec};
 
 /// End-to-end loop numbers.
 #[derive(Debug, Serialize)]
@@ -70,7 +70,7 @@ pub fn measure(
         looping: true,
         ..SourceOptions::default()
     };
-    let source = edge_tl::source::open(&format!("file:{}", path.display()), &options)?;
+    let source = edge_tl::source::open(&SourceSpec::Recording(path), &options)?;
     let stop = Arc::new(AtomicBool::new(false));
     let feed = Feed::spawn(source, stop.clone());
     let live = LiveOptions {
@@ -85,19 +85,20 @@ pub fn measure(
         &live,
         &stop,
         &mut Collect::default(),
+        &mut || {},
     )?;
     let elapsed = start.elapsed().as_secs_f64();
-    let stage = |f: fn(&edge_tl::live::Latency) -> f64| {
+    let stage = |f: fn(&edge_tl::prediction::Latency) -> f64| {
         let mut v: Vec<f64> = summary.latencies.iter().map(f).collect();
-        super::bench::percentile(&mut v, 0.5)
+        edge_tl::metrics::percentile(&mut v, 0.5)
     };
     Ok(LoopReport {
         stream: label,
         frames: summary.classified,
         fps: summary.classified as f64 / elapsed,
-        decode_ms_p50: stage(|l| l.decode),
-        resize_ms_p50: stage(|l| l.resize),
-        extract_ms_p50: stage(|l| l.extract),
-        head_ms_p50: stage(|l| l.head),
+        decode_ms_p50: stage(|l| l.stages.decode),
+        resize_ms_p50: stage(|l| l.stages.resize),
+        extract_ms_p50: stage(|l| l.stages.extract),
+        head_ms_p50: stage(|l| l.stages.head),
     })
 }

@@ -6,25 +6,48 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Args;
 
-use crate::cli::SourceArgs;
+use super::args::SourceArgs;
 use edge_tl::dataset::capture::{label_dir, save_sample};
+use edge_tl::settings::bounds::{self, flag};
 use edge_tl::source::{Feed, Next};
 
-pub struct CaptureArgs {
-    pub label: String,
-    pub count: u64,
-    pub interval: Duration,
-    pub countdown: u64,
-    pub data: PathBuf,
-    pub source: SourceArgs,
+#[derive(Debug, Args)]
+pub struct Flags {
+    /// What the camera is looking at (becomes the label folder)
+    #[arg(long, short = 'l')]
+    label: String,
+    /// Pictures to take
+    #[arg(long, short = 'n', default_value_t = 20, value_parser = flag::<u64>(bounds::COUNT))]
+    count: u64,
+    /// Time between pictures (e.g. 500ms, 2s; at most an hour)
+    #[arg(long, default_value = "500ms", value_parser = interval)]
+    interval: Duration,
+    /// Seconds to count down before the first picture
+    #[arg(long, default_value_t = 0, value_parser = flag::<u64>(bounds::COUNTDOWN))]
+    countdown: u64,
+    /// Dataset folder (one sub-folder per label)
+    #[arg(long, short = 'd', value_name = "DIR", default_value = "dataset")]
+    data: PathBuf,
+    #[command(flatten)]
+    source: SourceArgs,
 }
 
-pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
+/// `--interval`: a duration from 0 to an hour.
+fn interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e}; write e.g. 500ms or 2s"))?;
+    if d > Duration::from_secs(3600) {
+        return Err(format!("must be at most 1h (got {s})"));
+    }
+    Ok(d)
+}
+
+pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
     // A bad label fails before the camera is touched.
     let dir = label_dir(&args.data, &args.label)?;
     let stop = super::stop_flag()?;
-    let source = super::open_source(&args.source)?;
+    let source = args.source.open()?;
     eprintln!(
         "capturing {} pictures of {:?} from {}",
         args.count,
@@ -36,7 +59,7 @@ pub fn run(args: CaptureArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{left}...");
         sleep_unless_stopped(Duration::from_secs(1), &stop);
     }
-    let bar = super::progress("captured");
+    let bar = super::progress("captured").0;
     bar.set_length(args.count);
     let mut saved = 0u64;
     let mut next_due = Instant::now();

@@ -1,32 +1,57 @@
 //! `edge-tl config check`: validate a settings file before the service reads it.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use edge_tl::config::Config;
+use clap::Subcommand;
 
-pub fn check(file: &Path) -> anyhow::Result<ExitCode> {
-    let (config, _) = Config::load(file)?;
-    println!("{}: ok", file.display());
-    if let Some(s) = &config.source {
+use edge_tl::settings::{file, RunSettings, SettingsError};
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and check a settings file; name the exact key and problem if it is wrong
+    Check {
+        /// The file, e.g. /etc/edge-tl/config.toml
+        file: PathBuf,
+    },
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let Command::Check { file: path } = command;
+    let layer = file::load(&path)?;
+    // The checks that involve several keys, as `run` makes them; a token may still come from
+    // the environment of the service, so its absence is a note here, not an error.
+    let token_note = match RunSettings::resolve(layer.clone()) {
+        Ok(_) => None,
+        Err(SettingsError::NoToken(addr)) => Some(addr),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("{}", path.display()))),
+    };
+    println!("{}: ok", path.display());
+    if let Some(s) = &layer.source {
         println!("  source  {s}");
     }
-    if let Some(h) = &config.head {
+    if let Some(h) = &layer.head {
         println!("  head    {}", h.display());
     }
-    if let Some(d) = &config.data {
+    if let Some(d) = &layer.data {
         println!("  data    {}", d.display());
     }
-    if let Some(l) = &config.http.listen {
-        let token = if config.http.token.is_some() {
+    if let Some(l) = &layer.http_listen {
+        let token = if layer.http_token.is_some() {
             "with a token"
         } else {
             "no token"
         };
         println!("  http    {l} ({token})");
     }
-    if let Some(u) = &config.mqtt.url {
+    if let Some(u) = &layer.mqtt_url {
         println!("  mqtt    {u}");
+    }
+    if let Some(addr) = token_note {
+        println!(
+            "note: {addr} is not a loopback address: `run` refuses it unless EDGE_TL_HTTP_TOKEN \
+             or --http-token gives a token"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,9 +2,19 @@
 
 use std::process::ExitCode;
 
+use clap::Args;
+
 use edge_tl::source::v4l::{list_cameras, negotiate::describe_modes, negotiate::PixelFormat};
 
-pub fn run(json: bool) -> anyhow::Result<ExitCode> {
+#[derive(Debug, Args)]
+pub struct Flags {
+    /// One JSON array instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
+    let json = flags.json;
     let cameras = list_cameras();
     if json {
         let list: Vec<_> = cameras

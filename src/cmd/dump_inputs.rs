@@ -1,21 +1,35 @@
 //! `edge-tl dump-inputs`: the exact input tensors edge-tl feeds the network (and, optionally,
 //! what tract computes from them), so another runtime can be run on the very same numbers.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Args;
 use serde_json::json;
 
+use super::args::ModelArg;
 use edge_tl::model::{Extractor, Outputs};
 use edge_tl::preprocess::{decode_file, to_input, TensorData};
 
-pub fn run(
-    out: &Path,
-    files: &[PathBuf],
+#[derive(Debug, Args)]
+pub struct Flags {
+    /// Output folder: one <name>.bin (raw tensor bytes) per picture, plus index.json
+    #[arg(long, short = 'o', value_name = "DIR")]
+    out: PathBuf,
+    /// Pictures
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Also write the embeddings and logits tract computes (tract.json)
+    #[arg(long)]
     with_outputs: bool,
-    model: Option<&str>,
-) -> anyhow::Result<ExitCode> {
+    #[command(flatten)]
+    model: ModelArg,
+}
+
+pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
+    let (out, files, with_outputs) = (flags.out.as_path(), &flags.files, flags.with_outputs);
+    let model = flags.model.model.as_deref();
     let model = super::resolve_model(model, None)?;
     let extractor = if with_outputs {
         let outputs = if model.manifest.logits.is_some() {

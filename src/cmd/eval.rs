@@ -1,23 +1,35 @@
 //! `edge-tl eval`: accuracy of a head on a labelled test folder.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Args;
 
-use crate::cli::EmbedArgs;
+use super::args::{EmbedArgs, ModelArg};
 use edge_tl::dataset::{embed_dataset, Dataset};
 use edge_tl::head::file as head_file;
 use edge_tl::metrics::evaluate;
 use edge_tl::model::{Extractor, Outputs};
 
-pub fn run(
-    head_path: &Path,
-    testset: &Path,
+#[derive(Debug, Args)]
+pub struct Flags {
+    /// Head file written by `edge-tl train`
+    head: PathBuf,
+    /// Test folder with the same label names as the training data
+    testset: PathBuf,
+    /// Print one JSON object (accuracy, top5_accuracy, n, per_class, confusion)
+    #[arg(long)]
     json: bool,
-    model: Option<&str>,
-    embed: &EmbedArgs,
-) -> anyhow::Result<ExitCode> {
+    #[command(flatten)]
+    model: ModelArg,
+    #[command(flatten)]
+    embed: EmbedArgs,
+}
+
+pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
+    let (head_path, testset, json) = (&flags.head, &flags.testset, flags.json);
+    let model = flags.model.model.as_deref();
     let head = super::load_head(head_path)?;
     let model = super::resolve_model(model, Some(&head))?;
     head_file::check_backbone(&head, &model, head_path)?;
@@ -28,12 +40,7 @@ pub fn run(
     let extractor = Extractor::load(&model, Outputs::Embedding)
         .with_context(|| format!("loading {}", model.path.display()))?;
     let bar = super::progress("embedding");
-    let set = embed_dataset(
-        &dataset,
-        &extractor,
-        &super::embed_options(embed, false),
-        &bar,
-    )?;
+    let set = embed_dataset(&dataset, &extractor, &flags.embed.options(false), &bar)?;
     super::print_skipped(set.skipped.iter().map(|(_, e)| e.as_ref()));
     let results: Vec<(usize, Vec<f32>)> = set
         .samples

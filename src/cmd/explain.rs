@@ -3,12 +3,12 @@
 
 use anyhow::Context;
 
-use crate::cli::ExplainArgs;
+use super::args::ExplainArgs;
 use edge_tl::explain::transfer::TractCheck;
 use edge_tl::explain::{find_label, Scorer};
 use edge_tl::grad::Net;
 use edge_tl::head::Head;
-use edge_tl::model::store::{self, ResolvedModel};
+use edge_tl::model::store::ResolvedModel;
 use edge_tl::predict::{top_k, Ranked};
 
 /// The loaded pieces.
@@ -30,7 +30,7 @@ impl Setup {
             edge_tl::head::file::check_backbone(h, &model, p)?;
         }
         let net = Net::load(&model.path)?;
-        let int8 = store::resolve(Some(&args.int8_model))
+        let int8 = super::resolve_spec(Some(&args.int8_model))
             .context("choosing the model for the transfer check (--int8-model)")?;
         let tract = TractCheck::new(&int8, head.clone())
             .with_context(|| format!("loading {} in tract", int8.manifest.name))?;

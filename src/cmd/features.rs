@@ -4,25 +4,38 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Args;
 
+use super::args::ModelArg;
 use edge_tl::atomic_file::save_png;
 use edge_tl::feature_grid::render;
 use edge_tl::model::layers::Layers;
 use edge_tl::preprocess;
+use edge_tl::settings::bounds::{self, flag};
 
-pub struct FeaturesArgs {
-    pub photo: Option<PathBuf>,
-    pub layer: String,
-    pub out: PathBuf,
-    pub max_channels: usize,
-    pub model: Option<String>,
+#[derive(Debug, Args)]
+pub struct Flags {
+    /// The picture (not needed with --layer list)
+    photo: Option<PathBuf>,
+    /// Layer: its number or (part of) its name; `list` lists them [default: 0, the first
+    /// convolution]
+    #[arg(long, default_value = "0", value_name = "NAME|INDEX|list")]
+    layer: String,
+    /// Where to write the PNG
+    #[arg(long, short = 'o', value_name = "FILE.png", default_value = "maps.png")]
+    out: PathBuf,
+    /// Channels shown (the first N)
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = flag::<usize>(bounds::MAX_CHANNELS))]
+    max_channels: usize,
+    #[command(flatten)]
+    model: ModelArg,
 }
 
 /// Smallest tile width in the PNG: a 7x7 map becomes 56x56 pixels.
 const MIN_TILE: u32 = 56;
 
-pub fn run(args: FeaturesArgs) -> anyhow::Result<ExitCode> {
-    let model = super::resolve_model(args.model.as_deref(), None)?;
+pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
+    let model = super::resolve_model(args.model.model.as_deref(), None)?;
     let layers =
         Layers::open(&model).with_context(|| format!("reading {}", model.path.display()))?;
     if args.layer == "list" {

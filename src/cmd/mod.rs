@@ -1,23 +1,22 @@
-//! One file per command: thin shells that wire library parts together and print results.
+//! One file per command, each with its flags (`Flags`, a clap `Args` struct) beside the thin
+//! shell that wires library parts together; this file holds the list of commands, the
+//! dispatch, and helpers several commands share.
 
-#[cfg(feature = "grad")]
+mod args;
 mod attack;
 mod bench;
 mod bench_loop;
 mod capture;
 mod classify;
-#[cfg(feature = "grad")]
 mod compare;
 mod config;
 mod devices;
-#[cfg(feature = "grad")]
 mod dream;
 mod dump_inputs;
 mod eval;
 #[cfg(feature = "grad")]
 mod explain;
 mod features;
-#[cfg(feature = "grad")]
 mod finetune;
 mod models;
 mod predict;
@@ -29,265 +28,135 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{Cli, Command, EmbedArgs, ModelsCommand};
-use edge_tl::dataset::EmbedOptions;
 use edge_tl::head::Head;
-use edge_tl::model::store::{self, ResolvedModel};
+use edge_tl::model::store::{self, ModelDirs, ResolvedModel};
+use edge_tl::model::Kernels;
+use edge_tl::progress::Progress;
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Models { command } => match command {
-            ModelsCommand::List { json } => models::list(json),
-            ModelsCommand::Pull { name, from, dir } => models::pull(&name, from.as_deref(), dir),
-        },
-        Command::Devices { json } => devices::run(json),
-        Command::Config { command } => match command {
-            crate::cli::ConfigCommand::Check { file } => config::check(&file),
-        },
-        Command::Capture {
-            label,
-            count,
-            interval,
-            countdown,
-            data,
-            source,
-        } => capture::run(capture::CaptureArgs {
-            label,
-            count,
-            interval,
-            countdown,
-            data,
-            source,
-        }),
-        Command::Run {
-            head,
-            threshold,
-            smooth,
-            on_change,
-            top,
-            frames,
-            no_watch,
-            config,
-            source,
-            model,
-            threads,
-            service,
-        } => run::run(run::RunArgs {
-            service,
-            mqtt_extra: Default::default(),
-            threads: threads.threads,
-            config,
-            given: given_args(matches, "run"),
-            head,
-            live: edge_tl::live::LiveOptions {
-                top,
-                smooth,
-                threshold,
-                on_change,
-                max_frames: frames,
-            },
-            watch: !no_watch,
-            source,
-            model: model.model,
-        }),
-        Command::Features {
-            photo,
-            layer,
-            out,
-            max_channels,
-            model,
-        } => features::run(features::FeaturesArgs {
-            photo,
-            layer,
-            out,
-            max_channels,
-            model: model.model,
-        }),
-        #[cfg(feature = "grad")]
-        Command::Dream {
-            class,
-            steps,
-            tv,
-            lr,
-            jitter,
-            seed,
-            every,
-            out,
-            explain,
-        } => dream::run(dream::DreamArgs {
-            class,
-            options: edge_tl::explain::dream::DreamOptions {
-                steps,
-                tv,
-                lr,
-                jitter,
-                seed,
-            },
-            every,
-            out,
-            explain,
-        }),
-        #[cfg(feature = "grad")]
-        Command::Attack {
-            photos,
-            target,
-            eps,
-            step,
-            steps,
-            until,
-            out,
-            explain,
-        } => attack::run(attack::AttackArgs {
-            photos,
-            target,
-            eps,
-            step,
-            steps,
-            until,
-            out,
-            explain,
-        }),
-        #[cfg(feature = "grad")]
-        Command::Finetune {
-            data,
-            out,
-            train,
-            json,
-            model,
-        } => finetune::run(&data, &out, &train, json, model.model.as_deref()),
-        #[cfg(feature = "grad")]
-        Command::Compare {
-            train,
-            test,
-            out,
-            finetune,
-            json,
-            model,
-        } => compare::run(compare::CompareArgs {
-            train,
-            test,
-            out,
-            finetune,
-            json,
-            model: model.model,
-        }),
-        #[cfg(not(feature = "grad"))]
-        Command::Dream { .. }
-        | Command::Attack { .. }
-        | Command::Finetune { .. }
-        | Command::Compare { .. } => anyhow::bail!(
-            "this edge-tl was built without the gradient engine that dream, attack, finetune and \
-             compare need; build it with `cargo build --release --features grad` (workstation \
-             tools: the device build leaves them out)"
-        ),
-        Command::Classify {
-            files,
-            top,
-            json,
-            model,
-            threads,
-        } => classify::run(&files, top, json, model.model.as_deref(), threads.resolve()),
-        Command::Train {
-            data,
-            out,
-            head,
-            alpha,
-            flip,
-            folds,
-            seed,
-            json,
-            model,
-            embed,
-        } => train::run(train::TrainArgs {
-            data,
-            out,
-            head,
-            alpha,
-            flip,
-            folds,
-            seed,
-            json,
-            model: model.model,
-            embed,
-        }),
-        Command::Predict {
-            head,
-            files,
-            top,
-            json,
-            model,
-            threads,
-        } => predict::run(
-            &head,
-            &files,
-            top,
-            json,
-            model.model.as_deref(),
-            threads.resolve(),
-        ),
-        Command::Eval {
-            head,
-            testset,
-            json,
-            model,
-            embed,
-        } => eval::run(&head, &testset, json, model.model.as_deref(), &embed),
-        Command::Bench {
-            photos,
-            rounds,
-            train_data,
-            stream,
-            loop_frames,
-            profile,
-            json,
-            model,
-            threads,
-        } => bench::run(bench::BenchArgs {
-            profile,
-            threads: threads.threads.unwrap_or(1),
-            photos,
-            rounds,
-            train_data,
-            stream,
-            loop_frames,
-            json,
-            model: model.model,
-        }),
-        Command::DumpInputs {
-            out,
-            files,
-            with_outputs,
-            model,
-        } => dump_inputs::run(&out, &files, with_outputs, model.model.as_deref()),
+/// The commands, in the order `edge-tl --help` lists them.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a settings file for `run --config`
+    #[command(subcommand)]
+    Config(config::Command),
+    /// List V4L2 cameras with their formats, sizes and frame rates
+    Devices(devices::Flags),
+    /// Save camera frames as training pictures: <data>/<label>/<timestamp>-<n>.jpg
+    Capture(capture::Flags),
+    /// Classify frames in real time; one JSON line per result on stdout
+    Run(Box<run::Flags>),
+    /// List, inspect and install backbones
+    #[command(subcommand)]
+    Models(models::Command),
+    /// What the network sees: a layer's feature maps for one picture, as a grid PNG
+    Features(features::Flags),
+    /// What the network sees: a picture optimised from noise until the network calls it a
+    /// class (an ImageNet class, or a head's label with --head); needs `--features grad`
+    Dream(dream::Flags),
+    /// How easily the network is fooled: nudge pictures, within a pixel budget, until the
+    /// network calls them the target class; needs `--features grad`
+    Attack(attack::Flags),
+    /// Fine-tune the backbone's last blocks and a new classifier on a workstation, and export
+    /// an ONNX file the device runs with `--model FILE.onnx`; needs `--features grad`
+    Finetune(finetune::Flags),
+    /// Compare the on-device head (frozen features) with fine-tuning on the same train and
+    /// test folders: accuracy, training time, model size, latency; needs `--features grad`
+    Compare(compare::Flags),
+    /// Name what is in pictures with the backbone's own ImageNet classifier (no head needed)
+    Classify(classify::Flags),
+    /// Train a head on a dataset folder (<data>/<label>/*.jpg)
+    Train(train::Flags),
+    /// Classify pictures with a trained head
+    Predict(predict::Flags),
+    /// Measure a head on a labelled test folder (<testset>/<label>/*.jpg)
+    Eval(eval::Flags),
+    /// Measure speed and memory on real pictures (see docs/performance.md for the onnxruntime
+    /// peer)
+    Bench(bench::Flags),
+    /// Write the input tensors edge-tl feeds the network, for comparison with other runtimes
+    DumpInputs(dump_inputs::Flags),
+}
+
+impl Command {
+    /// Whether the command keeps running and must notice a closed stdout itself (so SIGPIPE
+    /// stays ignored for it).
+    pub fn streams(&self) -> bool {
+        matches!(self, Command::Run(_) | Command::Capture(_))
     }
+}
+
+/// Runs one command.
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Config(c) => config::run(c),
+        Command::Devices(f) => devices::run(f),
+        Command::Capture(f) => capture::run(f),
+        Command::Run(f) => run::run(*f),
+        Command::Models(c) => models::run(c),
+        Command::Features(f) => features::run(f),
+        Command::Dream(f) => dream::run(f),
+        Command::Attack(f) => attack::run(f),
+        Command::Finetune(f) => finetune::run(f),
+        Command::Compare(f) => compare::run(f),
+        Command::Classify(f) => classify::run(f),
+        Command::Train(f) => train::run(f),
+        Command::Predict(f) => predict::run(f),
+        Command::Eval(f) => eval::run(f),
+        Command::Bench(f) => bench::run(f),
+        Command::DumpInputs(f) => dump_inputs::run(f),
+    }
+}
+
+/// The error of a workstation command in a build without the gradient engine.
+#[cfg(not(feature = "grad"))]
+fn needs_grad(command: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "this edge-tl was built without the gradient engine that {command} needs (dream, attack, \
+         finetune and compare do); build it with `cargo build --release --features grad` \
+         (workstation tools: the device build leaves them out)"
+    )
+}
+
+/// The folder of the shared test models and photos: `$EDGE_TL_SHARED`, default `../shared`.
+/// Only `bench` defaults to it; the library never reads it.
+fn shared_dir() -> std::path::PathBuf {
+    std::env::var_os("EDGE_TL_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("../shared"))
+}
+
+/// The model folders: `$EDGE_TL_MODELS` (one folder, or several separated by `:`) first.
+fn model_dirs() -> ModelDirs {
+    let named = std::env::var_os("EDGE_TL_MODELS")
+        .map(|v| std::env::split_paths(&v).collect::<Vec<_>>())
+        .unwrap_or_default();
+    ModelDirs::new(named)
+}
+
+/// A model by name or path, found in [`model_dirs`], to run on the kernels `EDGE_TL_KERNELS`
+/// names (`fused`, the default, or `tract`).
+fn resolve_spec(spec: Option<&str>) -> anyhow::Result<ResolvedModel> {
+    let kernels: Kernels = std::env::var("EDGE_TL_KERNELS")
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("EDGE_TL_KERNELS: {e}"))?;
+    let mut model = store::resolve(spec, &model_dirs())?;
+    model.kernels = kernels;
+    Ok(model)
 }
 
 /// Resolves `--model`, defaulting to the head's backbone when a head is in play.
 fn resolve_model(spec: Option<&str>, head: Option<&Head>) -> anyhow::Result<ResolvedModel> {
     let spec = spec.or(head.map(|h| h.backbone.name.as_str()));
-    store::resolve(spec).context("choosing the backbone (--model)")
+    resolve_spec(spec).context("choosing the backbone (--model)")
 }
 
 /// Loads a head file with the path in the error.
 fn load_head(path: &Path) -> anyhow::Result<Head> {
     edge_tl::head::file::load(path).with_context(|| format!("loading head {}", path.display()))
-}
-
-/// Embedding options from the flags.
-fn embed_options(args: &EmbedArgs, flip: bool) -> EmbedOptions {
-    let mut o = EmbedOptions {
-        flip,
-        cache_dir: args.cache_dir.clone(),
-        no_cache: args.no_cache,
-        ..EmbedOptions::default()
-    };
-    if let Some(j) = args.jobs {
-        o.jobs = j.max(1);
-    }
-    o
 }
 
 /// Prints the pictures a dataset run skipped, each with its file and reason.
@@ -297,20 +166,36 @@ fn print_skipped<'a>(skipped: impl IntoIterator<Item = &'a edge_tl::error::Decod
     }
 }
 
-/// A progress bar on stderr counting pictures (hidden when stderr is not a terminal).
-fn progress(what: &str) -> ProgressBar {
+/// A progress bar on stderr (hidden when stderr is not a terminal), shown for the library's
+/// long jobs.
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn set_total(&self, total: u64) {
+        self.0.set_length(total);
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// A progress bar counting pictures.
+fn progress(what: &str) -> Bar {
     styled_bar(what, "{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
 }
 
-/// A progress bar on stderr counting bytes, for downloads.
-fn byte_progress(what: &str) -> ProgressBar {
+/// A progress bar counting bytes, for downloads.
+fn byte_progress(what: &str) -> Bar {
     styled_bar(
         what,
         "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
     )
 }
 
-fn styled_bar(what: &str, template: &str) -> ProgressBar {
+fn styled_bar(what: &str, template: &str) -> Bar {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(template)
@@ -318,38 +203,7 @@ fn styled_bar(what: &str, template: &str) -> ProgressBar {
             .progress_chars("=> "),
     );
     bar.set_message(what.to_string());
-    bar
-}
-
-/// The arguments of a subcommand that the user gave (flag or environment variable), as
-/// opposed to clap defaults: only those override the settings file.
-fn given_args(matches: &clap::ArgMatches, subcommand: &str) -> std::collections::HashSet<String> {
-    let Some(sub) = matches.subcommand_matches(subcommand) else {
-        return Default::default();
-    };
-    sub.ids()
-        .filter(|id| {
-            sub.value_source(id.as_str())
-                .is_some_and(|s| s != clap::parser::ValueSource::DefaultValue)
-        })
-        .map(|id| id.to_string())
-        .collect()
-}
-
-/// Opens the source named on the command line.
-fn open_source(
-    args: &crate::cli::SourceArgs,
-) -> anyhow::Result<Box<dyn edge_tl::source::FrameSource>> {
-    let options = edge_tl::source::SourceOptions {
-        looping: args.looping,
-        replay_fps: args.replay_fps,
-        camera: edge_tl::source::Want {
-            format: args.format,
-            size: args.size,
-            fps: args.fps,
-        },
-    };
-    Ok(edge_tl::source::open(&args.source, &options)?)
+    Bar(bar)
 }
 
 /// A flag set by SIGINT or SIGTERM; a second SIGINT ends the process at once.
@@ -377,7 +231,7 @@ fn print_classified(
     for path in files {
         match pipeline.classify_file(path) {
             Ok(c) => {
-                let ranked = pipeline.top(&c, top.max(1));
+                let ranked = pipeline.top(&c, top);
                 if json {
                     let line = serde_json::json!({
                         "path": path,

@@ -4,10 +4,39 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Subcommand;
 use serde::Serialize;
 
 use edge_tl::model::manifest::{Manifest, DEFAULT_MODEL};
 use edge_tl::model::store;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Known backbones: name, size, embedding width, installed or not
+    List {
+        /// One JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download (or copy) a backbone, check its sha256 and install it
+    Pull {
+        /// Name from `edge-tl models list`
+        name: String,
+        /// An http(s) address or a local file to install from [default: the manifest's URLs]
+        #[arg(long, value_name = "URL|FILE")]
+        from: Option<String>,
+        /// Folder to install into [default: first of $EDGE_TL_MODELS, else the user data folder]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::List { json } => list(json),
+        Command::Pull { name, from, dir } => pull(&name, from.as_deref(), dir),
+    }
+}
 
 #[derive(Serialize)]
 struct Row {
@@ -21,14 +50,15 @@ struct Row {
     installed: Option<PathBuf>,
 }
 
-pub fn list(json: bool) -> anyhow::Result<ExitCode> {
+fn list(json: bool) -> anyhow::Result<ExitCode> {
+    let dirs = super::model_dirs();
     let rows: Vec<Row> = Manifest::builtin()
         .into_iter()
         .map(|m| {
             let (h, w) = m.input_size();
             Row {
                 default: m.name == DEFAULT_MODEL,
-                installed: store::find_installed(&m),
+                installed: dirs.find_installed(&m),
                 input: format!("{w}x{h} {:?}", m.input.dtype).to_lowercase(),
                 embedding_dim: m.embedding.dim,
                 bytes: m.bytes,
@@ -59,15 +89,15 @@ pub fn list(json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     println!("\n* default. Model folders searched, in order:");
-    for d in store::search_dirs() {
+    for d in dirs.search() {
         println!("  {}", d.display());
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn pull(name: &str, from: Option<&str>, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn pull(name: &str, from: Option<&str>, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let manifest = store::manifest_by_name(name)?;
-    let dest = dir.unwrap_or_else(store::install_dir);
+    let dest = dir.unwrap_or_else(|| super::model_dirs().install_dir());
     let bar = super::byte_progress(&format!("pulling {name}"));
     let path = store::pull(&manifest, from, &dest, &bar)
         .with_context(|| format!("installing {name} into {}", dest.display()))?;

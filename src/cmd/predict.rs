@@ -1,26 +1,45 @@
 //! `edge-tl predict`: a trained head's labels for pictures, or a fine-tuned model's own.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Args;
 
+use super::args::{ModelArg, ThreadsArg};
 use edge_tl::pipeline::Pipeline;
+use edge_tl::settings::bounds::{self, flag};
 
-pub fn run(
-    head_path: &Path,
-    files: &[PathBuf],
+#[derive(Debug, Args)]
+pub struct Flags {
+    /// Head file written by `edge-tl train`; with a fine-tuned `--model FILE.onnx`, which
+    /// carries its own classifier and labels, no head: every argument is a picture
+    #[arg(value_name = "HEAD|PICTURE")]
+    head: PathBuf,
+    /// Pictures
+    files: Vec<PathBuf>,
+    /// How many labels to show per picture
+    #[arg(long, default_value_t = 3, value_parser = flag::<usize>(bounds::TOP))]
     top: usize,
+    /// One JSON object per picture instead of text
+    #[arg(long)]
     json: bool,
-    model: Option<&str>,
-    threads: usize,
-) -> anyhow::Result<ExitCode> {
+    #[command(flatten)]
+    model: ModelArg,
+    #[command(flatten)]
+    threads: ThreadsArg,
+}
+
+pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
+    let (head_path, files, top, json) = (&flags.head, &flags.files, flags.top, flags.json);
+    let model = flags.model.model.as_deref();
+    let threads = flags.threads.resolve();
     // `predict --model pets-ft.onnx PHOTO...`: a fine-tuned model answers with its own
     // classifier and labels, so a first argument that is a picture is not a head.
     if model.is_some() && edge_tl::preprocess::decode_file(head_path).is_ok() {
         let mut pictures = vec![head_path.to_path_buf()];
         pictures.extend_from_slice(files);
-        return super::classify::run(&pictures, top, json, model, threads);
+        return super::classify::classify(&pictures, top, json, model, threads);
     }
     if files.is_empty() {
         anyhow::bail!(

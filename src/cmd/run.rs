@@ -1,145 +1,158 @@
 //! `edge-tl run`: classify a camera (or a replay) in real time, one JSON line per result;
 //! optionally also served over HTTP (with the teaching page) and published over MQTT.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::Args;
 
+use super::args::{all_cores_unless, ModelArg, SourceArgs};
 use super::run_services::Services;
-use crate::cli::{ServiceArgs, SourceArgs};
-use edge_tl::config::{Checked, Config};
-use edge_tl::live::{run_loop, HeadWatcher, LiveOptions};
+use edge_tl::live::{run_loop, HeadWatcher};
 use edge_tl::pipeline::Pipeline;
-use edge_tl::sink::mqtt::MqttSettings;
+use edge_tl::settings::bounds::{self, flag};
+use edge_tl::settings::{file, RunLayer, RunSettings};
 use edge_tl::sink::systemd::SystemdNotify;
-use edge_tl::sink::{Fanout, JsonLines, Sink};
+use edge_tl::sink::{Fanout, JsonLines, OnChange, Sink};
 use edge_tl::source::Feed;
 
-pub struct RunArgs {
-    pub head: Option<PathBuf>,
-    pub live: LiveOptions,
-    pub watch: bool,
-    pub source: SourceArgs,
-    pub service: ServiceArgs,
-    /// `[mqtt]` keys that have no flag.
-    pub mqtt_extra: edge_tl::config::MqttConfig,
-    pub model: Option<String>,
-    pub threads: Option<usize>,
-    /// Settings file, below flags and environment variables.
-    pub config: Option<PathBuf>,
-    /// Argument ids the user gave explicitly (flag or environment variable).
-    pub given: HashSet<String>,
+/// The flags of `run`. None has a clap default: every value is optional here and in the
+/// settings file, and [`RunSettings::resolve`] applies the defaults after merging the two.
+#[derive(Debug, Args)]
+pub struct Flags {
+    /// Head file from `edge-tl train` (reloaded when it changes) [default: the backbone's
+    /// ImageNet classes]
+    #[arg(long, value_name = "FILE")]
+    head: Option<PathBuf>,
+    /// Below this (smoothed) probability the label is "unknown" (0 to 1) [default: none]
+    #[arg(long, value_name = "P", value_parser = flag::<f32>(bounds::THRESHOLD))]
+    threshold: Option<f32>,
+    /// Average probabilities over this many frames (1 = no smoothing) [default: 1]
+    #[arg(long, value_name = "N", value_parser = flag::<usize>(bounds::SMOOTH))]
+    smooth: Option<usize>,
+    /// Print a result only when the label changes
+    #[arg(long)]
+    on_change: bool,
+    /// Labels listed per result [default: 3]
+    #[arg(long, value_name = "N", value_parser = flag::<usize>(bounds::TOP))]
+    top: Option<usize>,
+    /// Stop after this many results
+    #[arg(long, value_name = "N", value_parser = flag::<u64>(bounds::FRAMES))]
+    frames: Option<u64>,
+    /// Do not reload the head when its file changes
+    #[arg(long)]
+    no_watch: bool,
+    /// Settings file (TOML); flags and environment variables override it
+    #[arg(long, short = 'c', env = "EDGE_TL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
+    model: ModelArg,
+    /// Threads the backbone uses for each picture [default: all cores]
+    #[arg(long, short = 't', env = "EDGE_TL_THREADS", value_name = "N",
+          value_parser = flag::<usize>(bounds::THREADS))]
+    threads: Option<usize>,
+    #[command(flatten)]
+    service: ServiceArgs,
 }
 
-impl RunArgs {
-    /// Fills everything the user did not give from the settings file.
-    fn apply(&mut self, c: &Config, checked: &Checked) {
-        let free = |id: &str| !self.given.contains(id);
-        if let (true, Some(s)) = (free("source"), &c.source) {
-            self.source.source = s.clone();
+/// The HTTP service and MQTT publishing of `run`.
+#[derive(Debug, Clone, Args)]
+struct ServiceArgs {
+    /// Serve the live page and the HTTP API on ADDRESS:PORT (e.g. 127.0.0.1:8080)
+    #[arg(long, env = "EDGE_TL_HTTP", value_name = "ADDR:PORT")]
+    http: Option<std::net::SocketAddr>,
+    /// Bearer token for the HTTP service (required unless it listens on loopback)
+    #[arg(
+        long,
+        env = "EDGE_TL_HTTP_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    http_token: Option<String>,
+    /// Dataset folder the page's captures go to and trains from [default: dataset]
+    #[arg(long, short = 'd', env = "EDGE_TL_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Publish results to this MQTT broker (mqtt://HOST[:PORT])
+    #[arg(long, env = "EDGE_TL_MQTT", value_name = "URL", value_parser = mqtt_url)]
+    mqtt: Option<String>,
+    /// MQTT user name
+    #[arg(long, env = "EDGE_TL_MQTT_USER", value_name = "USER")]
+    mqtt_user: Option<String>,
+    /// MQTT password
+    #[arg(
+        long,
+        env = "EDGE_TL_MQTT_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    mqtt_password: Option<String>,
+    /// This device's name in MQTT topics [default: the host name]
+    #[arg(long, env = "EDGE_TL_DEVICE_ID", value_name = "ID", value_parser = device_id)]
+    device_id: Option<String>,
+}
+
+fn mqtt_url(s: &str) -> Result<String, String> {
+    edge_tl::sink::mqtt::parse_url(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn device_id(s: &str) -> Result<String, String> {
+    edge_tl::sink::mqtt::check_device_id(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+impl Flags {
+    /// What the command line (and the environment, which clap reads with each flag) says.
+    fn layer(&self) -> RunLayer {
+        let s = &self.service;
+        RunLayer {
+            model: self.model.model.clone(),
+            head: self.head.clone(),
+            threads: self.threads,
+            watch_head: self.no_watch.then_some(false),
+            data: s.data.clone(),
+            threshold: self.threshold,
+            smooth: self.smooth,
+            on_change: self.on_change.then_some(true),
+            top: self.top,
+            frames: self.frames,
+            http_listen: s.http,
+            http_token: s.http_token.clone(),
+            mqtt_url: s.mqtt.clone(),
+            mqtt_user: s.mqtt_user.clone(),
+            mqtt_password: s.mqtt_password.clone(),
+            device_id: s.device_id.clone(),
+            ..self.source.layer()
         }
-        if free("format") && checked.format.is_some() {
-            self.source.format = checked.format;
-        }
-        if free("size") && checked.size.is_some() {
-            self.source.size = checked.size;
-        }
-        if free("fps") && c.camera.fps.is_some() {
-            self.source.fps = c.camera.fps;
-        }
-        if free("head") && c.head.is_some() {
-            self.head = c.head.clone();
-        }
-        if free("model") && c.model.is_some() {
-            self.model = c.model.clone();
-        }
-        if free("threads") && c.threads.is_some() {
-            self.threads = c.threads;
-        }
-        if free("no_watch") {
-            if let Some(w) = c.watch_head {
-                self.watch = w;
-            }
-        }
-        let r = &c.results;
-        if free("threshold") && r.threshold.is_some() {
-            self.live.threshold = r.threshold;
-        }
-        if let (true, Some(n)) = (free("smooth"), r.smooth) {
-            self.live.smooth = n;
-        }
-        if let (true, Some(b)) = (free("on_change"), r.on_change) {
-            self.live.on_change = b;
-        }
-        if let (true, Some(n)) = (free("top"), r.top) {
-            self.live.top = n;
-        }
-        let s = &mut self.service;
-        if let (true, Some(d)) = (free("data"), &c.data) {
-            s.data = d.clone();
-        }
-        if free("http") && checked.listen.is_some() {
-            s.http = checked.listen;
-        }
-        if let (true, Some(t)) = (free("http_token"), &c.http.token) {
-            s.http_token = Some(t.clone());
-        }
-        let m = &c.mqtt;
-        for (id, flag, file) in [
-            ("mqtt", &mut s.mqtt, &m.url),
-            ("mqtt_user", &mut s.mqtt_user, &m.user),
-            ("mqtt_password", &mut s.mqtt_password, &m.password),
-            ("device_id", &mut s.device_id, &m.device_id),
-        ] {
-            if free(id) && file.is_some() {
-                flag.clone_from(file);
-            }
-        }
-        self.mqtt_extra = m.clone();
     }
 
-    pub(super) fn mqtt_settings(&self) -> Option<MqttSettings> {
-        let s = &self.service;
-        let mut m = MqttSettings::new(s.mqtt.as_deref()?);
-        m.user.clone_from(&s.mqtt_user);
-        m.password.clone_from(&s.mqtt_password);
-        if let Some(id) = &s.device_id {
-            m.device_id.clone_from(id);
+    /// Flags over the settings file over the defaults, checked.
+    fn settings(&self) -> anyhow::Result<RunSettings> {
+        let mut layer = self.layer();
+        if let Some(path) = &self.config {
+            layer = layer.over(file::load(path)?);
         }
-        let x = &self.mqtt_extra;
-        if let Some(p) = &x.topic_prefix {
-            m.topic_prefix.clone_from(p);
-        }
-        if let Some(p) = &x.discovery_prefix {
-            m.discovery_prefix = Some(p.clone());
-        }
-        if x.discovery == Some(false) {
-            m.discovery_prefix = None;
-        }
-        Some(m)
+        Ok(RunSettings::resolve(layer)?)
     }
 }
 
 /// How often the head file is checked for a new version.
 const HEAD_CHECK: Duration = Duration::from_millis(500);
 
-pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
-    if let Some(path) = args.config.clone() {
-        let (config, checked) = Config::load(&path)?;
-        args.apply(&config, &checked);
-    }
-    let threads = crate::cli::ThreadsArg {
-        threads: args.threads,
-    }
-    .resolve();
+pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
+    let settings = flags.settings()?;
+    let threads = all_cores_unless(settings.threads);
     let stop = super::stop_flag()?;
     // A head file that does not exist yet is one the page (or `edge-tl train`) will write:
     // until then the backbone's own classes answer, and the watcher loads it when it appears.
-    let existing_head = args.head.as_ref().filter(|p| p.exists());
-    if let Some(path) = args.head.as_ref().filter(|p| !p.exists()) {
+    let existing_head = settings.head.as_ref().filter(|p| p.exists());
+    if let Some(path) = settings.head.as_ref().filter(|p| !p.exists()) {
         eprintln!(
             "{} does not exist yet: answering with the backbone's ImageNet classes until it is trained",
             path.display()
@@ -148,7 +161,7 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut pipeline = match existing_head {
         Some(path) => {
             let head = super::load_head(path)?;
-            let model = super::resolve_model(args.model.as_deref(), Some(&head))?;
+            let model = super::resolve_model(settings.model.as_deref(), Some(&head))?;
             Pipeline::with_head(&model, head, path).with_context(|| {
                 format!(
                     "loading {} with head {}",
@@ -158,14 +171,14 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
             })?
         }
         None => {
-            let model = super::resolve_model(args.model.as_deref(), None)?;
+            let model = super::resolve_model(settings.model.as_deref(), None)?;
             Pipeline::backbone(&model)
                 .with_context(|| format!("loading {}", model.path.display()))?
         }
     };
     pipeline.set_threads(threads);
-    let mut services = Services::start(&args, &pipeline)?;
-    let source = super::open_source(&args.source)?;
+    let mut services = Services::start(&settings, &pipeline)?;
+    let source = edge_tl::source::open(&settings.source, &settings.source_options)?;
     eprintln!(
         "classifying {} into {} labels on {} thread{}; Ctrl-C stops",
         source.describe(),
@@ -174,25 +187,32 @@ pub fn run(mut args: RunArgs) -> anyhow::Result<ExitCode> {
         if threads == 1 { "" } else { "s" }
     );
     let feed = Feed::spawn(source, stop.clone());
-    let mut watcher = match (&args.head, args.watch) {
+    let mut watcher = match (&settings.head, settings.watch_head) {
         (Some(path), true) => Some(HeadWatcher::new(path, HEAD_CHECK)),
         _ => None,
     };
-    let mut json = JsonLines::new(std::io::stdout().lock());
-    let mut systemd = SystemdNotify::from_env();
-    let mut sinks: Vec<&mut dyn Sink> = vec![&mut json];
-    if let Some(s) = systemd.as_mut() {
-        sinks.push(s);
-    }
+    let stdout = JsonLines::new(std::io::stdout().lock());
+    let mut json: Box<dyn Sink> = if settings.on_change {
+        Box::new(OnChange::new(stdout))
+    } else {
+        Box::new(stdout)
+    };
+    let mut sinks: Vec<&mut dyn Sink> = vec![json.as_mut()];
     sinks.extend(services.sinks());
     let mut sink = Fanout(sinks);
+    let mut systemd = SystemdNotify::from_env();
     let outcome = run_loop(
         &mut pipeline,
         &feed,
         watcher.as_mut(),
-        &args.live,
+        &settings.live,
         &stop,
         &mut sink,
+        &mut || {
+            if let Some(s) = systemd.as_mut() {
+                s.tick();
+            }
+        },
     );
     drop(sink);
     services.close();

@@ -5,7 +5,7 @@
 use edge_tl::pipeline::Pipeline;
 use edge_tl::sink::Sink;
 
-use super::run::RunArgs;
+use edge_tl::settings::RunSettings;
 
 #[cfg(feature = "service")]
 pub use with_service::Services;
@@ -14,28 +14,23 @@ pub use with_service::Services;
 mod with_service {
     use super::*;
     use anyhow::Context;
-    use edge_tl::service::{self, HttpSettings, Hub, HubSink, Teach, TeachSettings};
+    use edge_tl::service::{self, Hub, HubSink, Teach, TeachSettings};
     use edge_tl::sink::mqtt::MqttSink;
+    use edge_tl::sink::OnChange;
 
     /// The running HTTP service and MQTT connection, and the runtime they share.
     pub struct Services {
         hub: Option<HubSink>,
-        mqtt: Option<MqttSink>,
+        /// MQTT publishes changes of label only: its `state` topic is retained.
+        mqtt: Option<OnChange<MqttSink>>,
         _runtime: Option<tokio::runtime::Runtime>,
     }
 
     impl Services {
         /// Starts what the settings ask for: binds the HTTP port (a token is required off
         /// loopback) and connects to the broker (a refusal is an error).
-        pub fn start(args: &RunArgs, pipeline: &Pipeline) -> anyhow::Result<Services> {
-            let http = args.service.http.map(|listen| HttpSettings {
-                listen,
-                token: args.service.http_token.clone(),
-            });
-            if let Some(h) = &http {
-                h.check()?;
-            }
-            let mqtt = args.mqtt_settings();
+        pub fn start(settings: &RunSettings, pipeline: &Pipeline) -> anyhow::Result<Services> {
+            let (http, mqtt) = (&settings.http, &settings.mqtt);
             if http.is_none() && mqtt.is_none() {
                 return Ok(Services {
                     hub: None,
@@ -44,11 +39,11 @@ mod with_service {
                 });
             }
             let runtime = service::runtime().context("starting the service's runtime")?;
-            let hub = match &http {
+            let hub = match http {
                 Some(h) => {
                     let hub = Hub::new(Teach::new(TeachSettings {
-                        data: args.service.data.clone(),
-                        head: args.head.clone(),
+                        data: settings.data.clone(),
+                        head: settings.head.clone(),
                         model: pipeline.extractor().model().clone(),
                     }));
                     let addr = service::serve(h, hub.clone(), runtime.handle())?;
@@ -57,8 +52,8 @@ mod with_service {
                 }
                 None => None,
             };
-            let mqtt = match &mqtt {
-                Some(m) => Some(MqttSink::start(m, runtime.handle())?),
+            let mqtt = match mqtt {
+                Some(m) => Some(OnChange::new(MqttSink::start(m, runtime.handle())?)),
                 None => None,
             };
             Ok(Services {
@@ -82,7 +77,7 @@ mod with_service {
         /// Says `offline` over MQTT before the process ends.
         pub fn close(self) {
             if let Some(m) = self.mqtt {
-                m.close();
+                m.into_inner().close();
             }
         }
     }
@@ -94,8 +89,8 @@ pub struct Services;
 
 #[cfg(not(feature = "service"))]
 impl Services {
-    pub fn start(args: &RunArgs, _pipeline: &Pipeline) -> anyhow::Result<Services> {
-        if args.service.http.is_some() || args.mqtt_settings().is_some() {
+    pub fn start(settings: &RunSettings, _pipeline: &Pipeline) -> anyhow::Result<Services> {
+        if settings.http.is_some() || settings.mqtt.is_some() {
             anyhow::bail!(
                 "this edge-tl was built without the HTTP service and MQTT (cargo feature \
                  `service`); rebuild with default features, or drop --http/--mqtt and the \

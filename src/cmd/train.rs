@@ -2,63 +2,101 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::Context;
+use clap::{Args, ValueEnum};
 
-use crate::cli::{EmbedArgs, HeadKindArg};
-use edge_tl::dataset::{embed_dataset, Dataset};
-use edge_tl::head::train::{train, HeadKind, TrainParams};
-use edge_tl::head::{file as head_file, Backbone, LogisticParams};
+use super::args::{EmbedArgs, ModelArg};
+use edge_tl::dataset::Dataset;
+use edge_tl::head::train::{train_folder, FolderTraining, HeadKind, TrainParams};
+use edge_tl::head::{file as head_file, LogisticParams};
 use edge_tl::model::{Extractor, Outputs};
+use edge_tl::settings::bounds::{self, flag};
 
-pub struct TrainArgs {
-    pub data: PathBuf,
-    pub out: PathBuf,
-    pub head: HeadKindArg,
-    pub alpha: f64,
-    pub flip: bool,
-    pub folds: usize,
-    pub seed: u64,
-    pub json: bool,
-    pub model: Option<String>,
-    pub embed: EmbedArgs,
+#[derive(Debug, Args)]
+pub struct Flags {
+    /// Dataset folder: one sub-folder per label
+    #[arg(long, short = 'd', value_name = "DIR")]
+    data: PathBuf,
+    /// Where to write the head
+    #[arg(long, short = 'o', value_name = "FILE")]
+    out: PathBuf,
+    /// Kind of head
+    #[arg(long, value_enum, default_value_t = HeadKindArg::Logistic)]
+    head: HeadKindArg,
+    /// L2 regularisation of the logistic head (scikit-learn's 1/C)
+    #[arg(long, default_value_t = 1.0, value_parser = flag::<f64>(bounds::ALPHA))]
+    alpha: f64,
+    /// Also learn from each picture mirrored left-right
+    #[arg(long)]
+    flip: bool,
+    /// Cross-validation folds for the accuracy estimate (0 = none)
+    #[arg(long, default_value_t = 5, value_parser = folds)]
+    folds: usize,
+    /// Seed of the cross-validation split
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print a JSON summary instead of text
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    model: ModelArg,
+    #[command(flatten)]
+    embed: EmbedArgs,
 }
 
-pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HeadKindArg {
+    /// Multinomial logistic regression (linfa-logistic) on standardised features
+    Logistic,
+    /// Nearest class mean (works from one picture per label)
+    Centroid,
+}
+
+/// `--folds`: 0 (no cross-validation) or at least two folds.
+fn folds(s: &str) -> Result<usize, String> {
+    match s.trim() {
+        "0" => Ok(0),
+        _ => flag::<usize>(bounds::FOLDS)(s),
+    }
+}
+
+pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
     let kind = match args.head {
         HeadKindArg::Logistic => {
             let params = LogisticParams {
                 alpha: args.alpha,
                 ..LogisticParams::default()
             };
-            params.clone().check().context("--alpha")?;
             HeadKind::Logistic(params)
         }
         HeadKindArg::Centroid => HeadKind::Centroid,
     };
     let dataset = Dataset::open(&args.data)
         .with_context(|| format!("reading dataset {}", args.data.display()))?;
-    let model = super::resolve_model(args.model.as_deref(), None)?;
+    let model = super::resolve_model(args.model.model.as_deref(), None)?;
     let extractor = Extractor::load(&model, Outputs::Embedding)
         .with_context(|| format!("loading {}", model.path.display()))?;
-    let bar = super::progress("embedding");
-    let options = super::embed_options(&args.embed, args.flip);
-    let t = Instant::now();
-    let set = embed_dataset(&dataset, &extractor, &options, &bar)?;
-    let embed_s = t.elapsed().as_secs_f64();
-    super::print_skipped(set.skipped.iter().map(|(_, e)| e.as_ref()));
-    let m = &model.manifest;
-    let backbone = Backbone::of(&model);
     let params = TrainParams {
         kind,
         folds: args.folds,
         seed: args.seed,
     };
-    let t = Instant::now();
-    let head = train(&set, &args.data, backbone, &params)
-        .with_context(|| format!("training on {}", args.data.display()))?;
-    let train_s = t.elapsed().as_secs_f64();
+    let FolderTraining {
+        head,
+        set,
+        embed_s,
+        train_s,
+    } = train_folder(
+        &dataset,
+        &extractor,
+        &args.embed.options(args.flip),
+        &params,
+        &super::progress("embedding"),
+    )
+    .with_context(|| format!("training on {}", args.data.display()))?;
+    super::print_skipped(set.skipped.iter().map(|(_, e)| e.as_ref()));
+    let m = &model.manifest;
     head_file::save(&head, &args.out)?;
     let counts = set.counts();
     if args.json {

@@ -21,7 +21,7 @@ pub enum CaptureError {
     Label(#[from] DatasetError),
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    #[error("{}: cannot save the sample: {source}", path.display())]
+    #[error("{}: cannot save the sample", path.display())]
     Write {
         path: PathBuf,
         source: std::io::Error,

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
 use super::cache::{EmbeddingCache, Key, Variant};
@@ -13,6 +12,7 @@ use super::{Dataset, Item};
 use crate::error::{DecodeError, ModelError};
 use crate::model::extractor::Extractor;
 use crate::preprocess;
+use crate::progress::Progress;
 
 /// Settings for [`embed_dataset`].
 #[derive(Debug, Clone)]
@@ -105,7 +105,7 @@ pub fn embed_dataset(
     dataset: &Dataset,
     extractor: &Extractor,
     options: &EmbedOptions,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<EmbeddedSet, ModelError> {
     let model = extractor.model();
     let mut cache = (!options.no_cache).then(|| {
@@ -115,7 +115,7 @@ pub fn embed_dataset(
             .unwrap_or_else(|| default_cache_dir(&dataset.root));
         EmbeddingCache::open(&dir, &model.sha256, model.manifest.embedding.dim)
     });
-    progress.set_length(dataset.items.len() as u64);
+    progress.set_total(dataset.items.len() as u64);
     let jobs = options.jobs.max(1).min(dataset.items.len().max(1));
     let results: Mutex<Vec<Option<Result<Outcome, ModelError>>>> =
         Mutex::new((0..dataset.items.len()).map(|_| None).collect());
@@ -130,14 +130,14 @@ pub fn embed_dataset(
                 let outcome = embed_one(item, extractor, cache.as_ref(), options.flip);
                 let failed = outcome.is_err();
                 results.lock().expect("no worker panics")[i] = Some(outcome);
-                progress.inc(1);
+                progress.advance(1);
                 if failed {
                     break;
                 }
             });
         }
     });
-    progress.finish_and_clear();
+    progress.finish();
     let mut set = EmbeddedSet {
         labels: dataset.labels.clone(),
         samples: Vec::new(),

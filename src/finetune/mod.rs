@@ -9,27 +9,32 @@
 //! then starts over on the whole folder for that many epochs, so the exported network has
 //! seen every picture the on-device head would see. Everything random (split, crops, flips,
 //! order) comes from `--seed`, so a run repeats exactly.
+//!
+//! The steps in order: `pictures.rs` splits and caches, `probe.rs` fits the starting
+//! classifier, `epochs.rs` runs the epochs (of the selection run and of the refit), and
+//! [`finetune`] below wires them together and mixes the result with the starting weights.
 
 pub mod augment;
 pub mod blocks;
+mod epochs;
 pub mod export;
 mod optimizer;
+mod pictures;
+mod probe;
 
 use std::collections::HashMap;
 
 use candle_core::Tensor;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 use crate::dataset::Dataset;
 use crate::error::DecodeError;
-use crate::frame::Frame;
 use crate::grad::net::computing;
-use crate::grad::{pixels, GradError, HeadLayer, Net};
-use crate::head::train::{fit_classifier, HeadKind};
-use crate::head::LogisticParams;
+use crate::grad::{GradError, Net};
 use crate::model::Manifest;
-use crate::preprocess;
+use epochs::{run_epochs, snapshot, Keep, Pass};
+use pictures::{validation_split, Prefix};
+use probe::linear_probe;
 
 pub use blocks::Cut;
 pub use optimizer::OptimizerKind;
@@ -133,6 +138,8 @@ pub enum FinetuneError {
         root: std::path::PathBuf,
         found: usize,
     },
+    #[error("fine-tuning option {name}: {problem}")]
+    Option { name: &'static str, problem: String },
 }
 
 /// A fine-tuned network: the engine's net with trained weights, and the new classifier.
@@ -175,11 +182,32 @@ fn classify(emb: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor>
     emb.matmul(&w.t()?)?.broadcast_add(b)
 }
 
-/// A decoded training picture.
-struct Picture {
-    label: usize,
-    /// Frozen-prefix activations of the picture and of each augmented variant, (1, C, h, w).
-    variants: Vec<Tensor>,
+impl FinetuneOptions {
+    /// Refuses options no run can use (the command line checks the same ranges first).
+    pub fn check(&self) -> Result<(), FinetuneError> {
+        let bad = |name, problem: &str| {
+            Err(FinetuneError::Option {
+                name,
+                problem: problem.to_string(),
+            })
+        };
+        if self.epochs == 0 {
+            return bad("epochs", "must be at least 1");
+        }
+        if self.batch == 0 {
+            return bad("batch", "must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", "must be a positive number");
+        }
+        if !(0.0..=1.0).contains(&self.mix) {
+            return bad("mix", "must be between 0 and 1");
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return bad("val_fraction", "must be at least 0 and below 1");
+        }
+        Ok(())
+    }
 }
 
 /// Fine-tunes `net` on `dataset`; `progress` sees the caching and every epoch.
@@ -190,6 +218,7 @@ pub fn finetune(
     options: &FinetuneOptions,
     mut progress: impl FnMut(Progress),
 ) -> Result<Finetuned, FinetuneError> {
+    options.check()?;
     let labels = dataset.labels.clone();
     if labels.len() < 2 {
         return Err(FinetuneError::OneLabel {
@@ -216,46 +245,26 @@ pub fn finetune(
     let refit = options.refit && is_val.iter().any(|&v| v);
 
     // The frozen prefix, once per picture and variant.
-    let total = decoded.len();
+    let prefix = Prefix {
+        net: &net,
+        cut: &cut.tensor,
+        manifest,
+    };
+    let pictures = prefix.cache(
+        &decoded,
+        |i| !is_val[i] || refit,
+        options,
+        &mut rng,
+        |done, total| progress(Progress::Caching { done, total }),
+    )?;
     let mut train = Vec::new();
     let mut val = Vec::new();
-    let mut done = 0;
-    for chunk in (0..total).collect::<Vec<_>>().chunks(8) {
-        let mut images = Vec::new();
-        let mut owners = Vec::new();
-        for &i in chunk {
-            let (_, frame) = &decoded[i];
-            images.push(frame.image.clone());
-            owners.push(i);
-            if !is_val[i] || refit {
-                for _ in 0..options.augment {
-                    images.push(augment::random_crop_flip(
-                        &frame.image,
-                        options.crop_area,
-                        &mut rng,
-                    ));
-                    owners.push(i);
-                }
-            }
+    for (picture, &held_out) in pictures.into_iter().zip(&is_val) {
+        if held_out {
+            val.push(picture);
+        } else {
+            train.push(picture);
         }
-        let cached = prefix(&net, &cut.tensor, manifest, &images)?;
-        let mut by_owner: HashMap<usize, Vec<Tensor>> = HashMap::new();
-        for (owner, t) in owners.into_iter().zip(cached) {
-            by_owner.entry(owner).or_default().push(t);
-        }
-        for &i in chunk {
-            let picture = Picture {
-                label: decoded[i].0,
-                variants: by_owner.remove(&i).unwrap_or_default(),
-            };
-            if is_val[i] {
-                val.push(picture);
-            } else {
-                train.push(picture);
-            }
-        }
-        done += chunk.len();
-        progress(Progress::Caching { done, total });
     }
     drop(decoded);
 
@@ -280,7 +289,6 @@ pub fn finetune(
         )
         .map_err(computing("the optimiser"))
     };
-    let mut opt = new_optimizer()?;
 
     let run = |net: &Net, xs: &[&Tensor]| -> Result<Tensor, GradError> {
         let x = Tensor::cat(xs, 0).map_err(computing("a batch"))?;
@@ -290,58 +298,23 @@ pub fn finetune(
         classify(&emb, head_w.as_tensor(), head_b.as_tensor()).map_err(computing("the classifier"))
     };
 
-    let mut history = Vec::new();
-    let mut best: Option<(f64, f64, usize, Vec<Tensor>)> = None;
-    let mut since_best = 0;
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    for epoch in 1..=options.epochs {
-        let lr = learning_rate(options, epoch);
-        opt.set_lr(lr);
-        let (train_loss, train_accuracy) =
-            train_epoch(&train, &mut order, &mut opt, &mut rng, options, |xs| {
-                run(&net, xs)
-            })?;
-        let (val_loss, val_accuracy) = if val.is_empty() {
-            (None, None)
-        } else {
-            let (l, a) = evaluate(&val, |xs| run(&net, xs))?;
-            (Some(l), Some(a))
-        };
-        let report = Epoch {
-            epoch,
-            lr,
-            train_loss,
-            train_accuracy,
-            val_loss,
-            val_accuracy,
-        };
-        progress(Progress::Epoch(&report));
-        history.push(report);
-        // Best = highest validation accuracy, ties to the lower validation loss.
-        let score = (val_accuracy.unwrap_or(0.0), -val_loss.unwrap_or(0.0));
-        let better = match &best {
-            None => true,
-            Some((acc, neg_loss, _, _)) => val.is_empty() || score > (*acc, *neg_loss),
-        };
-        if better {
-            best = Some((score.0, score.1, epoch, snapshot(&all_vars)?));
-            since_best = 0;
-        } else {
-            since_best += 1;
-            if since_best >= options.patience.max(1) {
-                break;
-            }
-        }
-    }
-    let best_epoch = match best {
-        Some((_, _, epoch, snapshot)) => {
-            for (v, t) in all_vars.iter().zip(&snapshot) {
-                v.set(t).map_err(computing("restoring the best epoch"))?;
-            }
-            epoch
-        }
-        None => 0,
+    let selection = Pass {
+        train: &train,
+        epochs: options.epochs,
+        keep: Keep::Best {
+            val: &val,
+            vars: &all_vars,
+            patience: options.patience,
+        },
     };
+    let (history, best_epoch) = run_epochs(
+        selection,
+        new_optimizer()?,
+        &mut rng,
+        options,
+        |xs| run(&net, xs),
+        |epoch| progress(Progress::Epoch(epoch)),
+    )?;
     // The refit: the same schedule for the kept number of epochs, from the same start, on
     // every picture; its own linear probe, and the mix below starts from that.
     let mut start = start;
@@ -357,29 +330,25 @@ pub fn finetune(
         head_w.set(&w0).map_err(computing("the classifier"))?;
         head_b.set(&b0).map_err(computing("the classifier"))?;
         start = snapshot(&all_vars)?;
-        let mut opt = new_optimizer()?;
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        for epoch in 1..=best_epoch {
-            let lr = learning_rate(options, epoch);
-            opt.set_lr(lr);
-            let (train_loss, train_accuracy) =
-                train_epoch(&train, &mut order, &mut opt, &mut rng, options, |xs| {
-                    run(&net, xs)
-                })?;
-            let report = Epoch {
-                epoch,
-                lr,
-                train_loss,
-                train_accuracy,
-                val_loss: None,
-                val_accuracy: None,
-            };
-            progress(Progress::Refit {
-                epoch: &report,
-                of: best_epoch,
-            });
-            refit_epochs = epoch;
-        }
+        let everything = Pass {
+            train: &train,
+            epochs: best_epoch,
+            keep: Keep::Last,
+        };
+        refit_epochs = run_epochs(
+            everything,
+            new_optimizer()?,
+            &mut rng,
+            options,
+            |xs| run(&net, xs),
+            |epoch| {
+                progress(Progress::Refit {
+                    epoch,
+                    of: best_epoch,
+                })
+            },
+        )?
+        .1;
     }
     let mix = options.mix.clamp(0.0, 1.0);
     if mix < 1.0 {
@@ -405,174 +374,4 @@ pub fn finetune(
         skipped,
         embedding,
     })
-}
-
-/// The learning rate of `epoch` (1-based): cosine decay to 0 over `options.epochs`, or constant.
-fn learning_rate(options: &FinetuneOptions, epoch: usize) -> f64 {
-    if options.cosine {
-        let t = (epoch - 1) as f64 / options.epochs as f64;
-        options.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-    } else {
-        options.lr
-    }
-}
-
-/// One pass over `pictures` in a fresh random order, each step on a random variant of each
-/// picture; returns the mean training loss and accuracy.
-fn train_epoch(
-    pictures: &[Picture],
-    order: &mut [usize],
-    opt: &mut optimizer::Optimizer,
-    rng: &mut rand::rngs::StdRng,
-    options: &FinetuneOptions,
-    run: impl Fn(&[&Tensor]) -> Result<Tensor, GradError>,
-) -> Result<(f64, f64), GradError> {
-    order.shuffle(rng);
-    let (mut loss_sum, mut correct) = (0.0, 0usize);
-    for batch in order.chunks(options.batch.max(1)) {
-        let xs: Vec<&Tensor> = batch
-            .iter()
-            .map(|&i| {
-                let v = &pictures[i].variants;
-                &v[rng.random_range(0..v.len())]
-            })
-            .collect();
-        let y: Vec<u32> = batch.iter().map(|&i| pictures[i].label as u32).collect();
-        let logits = run(&xs)?;
-        let (loss, hits) = loss_and_hits(&logits, &y, options.label_smoothing)?;
-        opt.step(&loss).map_err(computing("a training step"))?;
-        loss_sum +=
-            f64::from(loss.to_scalar::<f32>().map_err(computing("the loss"))?) * batch.len() as f64;
-        correct += hits;
-    }
-    let n = pictures.len().max(1) as f64;
-    Ok((loss_sum / n, correct as f64 / n))
-}
-
-/// Copies of the trained variables' current values.
-fn snapshot(vars: &[candle_core::Var]) -> Result<Vec<Tensor>, GradError> {
-    vars.iter()
-        .map(|v| v.as_tensor().copy())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(computing("a snapshot"))
-}
-
-/// The logistic head on the frozen features of every training variant, as (weights, bias).
-fn linear_probe(
-    net: &Net,
-    cut: &str,
-    embedding: &str,
-    train: &[Picture],
-    n_labels: usize,
-) -> Result<(Tensor, Tensor), GradError> {
-    let mut x = Vec::new();
-    let mut y = Vec::new();
-    for p in train {
-        for v in &p.variants {
-            let emb = net
-                .eval(HashMap::from([(cut.to_string(), v.clone())]), &[embedding])?
-                .remove(0);
-            x.push(
-                emb.flatten_all()
-                    .and_then(|e| e.to_vec1::<f32>())
-                    .map_err(computing("the frozen features"))?,
-            );
-            y.push(p.label);
-        }
-    }
-    let kind = HeadKind::Logistic(LogisticParams::default());
-    let classifier = fit_classifier(&kind, &x, &y, n_labels)
-        .map_err(|e| GradError::Input(format!("fitting the starting classifier: {e}")))?;
-    match HeadLayer::of(&classifier).map_err(computing("the starting classifier"))? {
-        HeadLayer::Affine { a, c } => Ok((a, c)),
-        HeadLayer::Cosine { .. } => unreachable!("a logistic head folds into an affine map"),
-    }
-}
-
-/// Which pictures are held out: per label, a seeded shuffle and the first share; a label with
-/// fewer than two pictures keeps all of them for training.
-fn validation_split(
-    decoded: &[(usize, Frame)],
-    n_labels: usize,
-    fraction: f64,
-    seed: u64,
-) -> Vec<bool> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed);
-    let mut is_val = vec![false; decoded.len()];
-    for label in 0..n_labels {
-        let mut members: Vec<usize> = (0..decoded.len())
-            .filter(|&i| decoded[i].0 == label)
-            .collect();
-        if members.len() < 2 {
-            continue;
-        }
-        members.shuffle(&mut rng);
-        let take = ((members.len() as f64 * fraction).round() as usize).min(members.len() - 1);
-        for &i in &members[..take] {
-            is_val[i] = true;
-        }
-    }
-    is_val
-}
-
-/// Frozen-prefix activations of pictures, one (1, C, h, w) tensor each.
-fn prefix(
-    net: &Net,
-    cut: &str,
-    manifest: &Manifest,
-    images: &[image::RgbImage],
-) -> Result<Vec<Tensor>, GradError> {
-    let px = images
-        .iter()
-        .map(|img| pixels(&preprocess::to_input(&Frame::new(img.clone()), manifest)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let batch = Tensor::cat(&px, 0).map_err(computing("a batch"))?;
-    let out = net.forward(&batch, &[cut])?.remove(0).detach();
-    (0..images.len())
-        .map(|i| out.narrow(0, i, 1).and_then(|t| t.contiguous()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(computing("the cache"))
-}
-
-/// Mean cross-entropy (with label smoothing `smoothing`: that share of the target spread over
-/// all labels) and the number of correct answers.
-fn loss_and_hits(logits: &Tensor, y: &[u32], smoothing: f64) -> Result<(Tensor, usize), GradError> {
-    let target =
-        Tensor::from_vec(y.to_vec(), y.len(), logits.device()).map_err(computing("the labels"))?;
-    let loss = if smoothing > 0.0 {
-        candle_nn::ops::log_softmax(logits, 1)
-            .and_then(|log_p| {
-                let nll = candle_nn::loss::nll(&log_p, &target)?;
-                let uniform = log_p.mean_all()?.neg()?;
-                (nll * (1.0 - smoothing))? + (uniform * smoothing)?
-            })
-            .map_err(computing("the loss"))?
-    } else {
-        candle_nn::loss::cross_entropy(logits, &target).map_err(computing("the loss"))?
-    };
-    let predicted = logits
-        .argmax(1)
-        .and_then(|t| t.to_vec1::<u32>())
-        .map_err(computing("the answers"))?;
-    let hits = predicted.iter().zip(y).filter(|(p, t)| p == t).count();
-    Ok((loss, hits))
-}
-
-/// Validation loss and accuracy on the pictures' first (unaugmented) variant.
-fn evaluate(
-    pictures: &[Picture],
-    run: impl Fn(&[&Tensor]) -> Result<Tensor, GradError>,
-) -> Result<(f64, f64), GradError> {
-    let (mut loss_sum, mut correct) = (0.0, 0);
-    for chunk in pictures.chunks(32) {
-        let xs: Vec<&Tensor> = chunk.iter().map(|p| &p.variants[0]).collect();
-        let y: Vec<u32> = chunk.iter().map(|p| p.label as u32).collect();
-        let logits = run(&xs)?.detach();
-        let (loss, hits) = loss_and_hits(&logits, &y, 0.0)?;
-        loss_sum +=
-            f64::from(loss.to_scalar::<f32>().map_err(computing("the loss"))?) * chunk.len() as f64;
-        correct += hits;
-    }
-    let n = pictures.len().max(1) as f64;
-    Ok((loss_sum / n, correct as f64 / n))
 }

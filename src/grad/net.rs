@@ -36,7 +36,7 @@ pub enum GradError {
     Input(String),
     #[error("the model has no tensor named {0:?}")]
     NoTensor(String),
-    #[error("computing {what}: {source}")]
+    #[error("computing {what}")]
     Compute {
         what: String,
         #[source]

@@ -111,15 +111,21 @@ fn check_shapes(head: &Head) -> Result<(), String> {
     Ok(())
 }
 
+/// The first 12 characters of a hash for messages; by characters, since a damaged head file
+/// may hold any text there.
+fn short_hash(hash: &str) -> String {
+    hash.chars().take(12).collect()
+}
+
 /// Refuses a head trained on a different backbone than `model`.
 pub fn check_backbone(head: &Head, model: &ResolvedModel, path: &Path) -> Result<(), HeadError> {
     if head.backbone.sha256 != model.sha256 {
         return Err(HeadError::BackboneMismatch {
             path: path.to_path_buf(),
             head_model: head.backbone.name.clone(),
-            head_sha: head.backbone.sha256[..12.min(head.backbone.sha256.len())].to_string(),
+            head_sha: short_hash(&head.backbone.sha256),
             model: model.manifest.name.clone(),
-            model_sha: model.sha256[..12].to_string(),
+            model_sha: short_hash(&model.sha256),
         });
     }
     Ok(())

@@ -2,14 +2,17 @@
 //! chosen classifier, and estimate its accuracy by stratified k-fold cross-validation.
 
 use std::path::Path;
+use std::time::Instant;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use super::{Backbone, CentroidModel, Classifier, Head, LogisticParams, Scaler, TrainingInfo};
-use crate::dataset::EmbeddedSet;
+use crate::dataset::{embed_dataset, Dataset, EmbedOptions, EmbeddedSet};
 use crate::error::{DatasetError, TrainError};
+use crate::model::Extractor;
 use crate::predict::argmax;
+use crate::progress::Progress;
 
 /// Which classifier to train.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +39,40 @@ impl Default for TrainParams {
             seed: 0,
         }
     }
+}
+
+/// A head trained from a dataset folder, with the embedded pictures and what each step took.
+#[derive(Debug)]
+pub struct FolderTraining {
+    pub head: Head,
+    /// The pictures as embedded (counts, what the cache held, what was skipped and why).
+    pub set: EmbeddedSet,
+    pub embed_s: f64,
+    pub train_s: f64,
+}
+
+/// Trains a head on an opened dataset folder (`<root>/<label>/<picture>`): embeds every
+/// picture with `extractor` (through the embedding cache unless `embed` says not) and fits
+/// `params`. The one path `edge-tl train`, the live page's Train button and `compare` take;
+/// where the head is written is the caller's business.
+pub fn train_folder(
+    dataset: &Dataset,
+    extractor: &Extractor,
+    embed: &EmbedOptions,
+    params: &TrainParams,
+    progress: &dyn Progress,
+) -> Result<FolderTraining, TrainError> {
+    let t = Instant::now();
+    let set = embed_dataset(dataset, extractor, embed, progress)?;
+    let embed_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let head = train(&set, &dataset.root, Backbone::of(extractor.model()), params)?;
+    Ok(FolderTraining {
+        head,
+        set,
+        embed_s,
+        train_s: t.elapsed().as_secs_f64(),
+    })
 }
 
 /// Refuses datasets that cannot train a head: fewer than two labels, or a label with no usable

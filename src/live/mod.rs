@@ -14,11 +14,13 @@ use serde::Serialize;
 
 use crate::error::ModelError;
 use crate::pipeline::Pipeline;
-use crate::predict::{top_k, Ranked};
-use crate::sink::Sink;
+use crate::pipeline::StageTimes;
+use crate::predict::top_k;
+use crate::prediction::{Latency, LiveResult};
+use crate::sink::{Flow, Sink};
 use crate::source::{Feed, FeedStats, Next, SourceError};
 pub use head_watch::HeadWatcher;
-use smooth::{decide, ChangeDetector, Smoother};
+use smooth::{decide, Smoother};
 
 /// Settings of the loop (the `run` flags).
 #[derive(Debug, Clone)]
@@ -29,8 +31,6 @@ pub struct LiveOptions {
     pub smooth: usize,
     /// Below this smoothed probability the label is `unknown`.
     pub threshold: Option<f32>,
-    /// Publish only results whose label differs from the previous one.
-    pub on_change: bool,
     /// Stop after this many classified frames.
     pub max_frames: Option<u64>,
 }
@@ -41,46 +41,9 @@ impl Default for LiveOptions {
             top: 3,
             smooth: 1,
             threshold: None,
-            on_change: false,
             max_frames: None,
         }
     }
-}
-
-/// Milliseconds per stage for one frame; `total` runs from capture to result, so it includes
-/// the time the frame waited for the inference thread.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Latency {
-    pub decode: f64,
-    pub resize: f64,
-    pub extract: f64,
-    pub head: f64,
-    pub total: f64,
-}
-
-/// One result: what one JSON line of `edge-tl run` holds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LiveResult {
-    /// Capture time, RFC 3339 UTC with milliseconds.
-    pub ts: String,
-    /// The frame's position in the source.
-    pub frame: u64,
-    /// The picture's file, for folder replays.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// The best label after smoothing, or `unknown` below the threshold.
-    pub label: String,
-    /// Smoothed probability of the best class.
-    pub prob: f32,
-    /// Best classes after smoothing.
-    pub top: Vec<Ranked>,
-    pub latency_ms: Latency,
-    /// Results per second over the last two seconds.
-    pub fps: f64,
-    /// Frames dropped so far because a newer one arrived first.
-    pub dropped: u64,
-    /// Times the source was re-opened so far (camera unplugged, stream dropped).
-    pub reconnects: u64,
 }
 
 /// Why the loop stopped early.
@@ -110,7 +73,9 @@ pub struct LoopSummary {
     pub latencies: Vec<Latency>,
 }
 
-/// Runs until `stop` is set, the source ends or fails, or `max_frames` results are made.
+/// Runs until `stop` is set, the source ends or fails, a sink stops, or `max_frames` results
+/// are made. `tick` is called on every turn of the loop, with or without a frame: liveness
+/// signals (systemd's watchdog) come from the loop itself, so a hung loop stops them.
 pub fn run_loop(
     pipeline: &mut Pipeline,
     feed: &Feed,
@@ -118,13 +83,13 @@ pub fn run_loop(
     options: &LiveOptions,
     stop: &AtomicBool,
     sink: &mut dyn Sink,
+    tick: &mut dyn FnMut(),
 ) -> Result<LoopSummary, LiveError> {
     let mut summary = LoopSummary::default();
     let mut smoother = Smoother::new(options.smooth);
-    let mut changes = ChangeDetector::default();
     let mut recent: VecDeque<Instant> = VecDeque::new();
     while !stop.load(Ordering::SeqCst) {
-        sink.tick();
+        tick();
         if let Some(w) = watcher.as_deref_mut() {
             if let Some(loaded) = w.poll() {
                 let path = w.path().to_path_buf();
@@ -163,7 +128,7 @@ pub fn run_loop(
         let decode = start.elapsed().as_secs_f64() * 1000.0;
         let classified = pipeline.classify_frame(&frame)?;
         let probs = smoother.push(&classified.probs);
-        let top = top_k(&probs, pipeline.labels(), options.top.max(1));
+        let top = top_k(&probs, pipeline.labels(), options.top);
         let label = decide(&top[0].label, top[0].prob, options.threshold);
         let now = Instant::now();
         recent.push_back(now);
@@ -182,10 +147,12 @@ pub fn run_loop(
             .duration_since(raw.captured)
             .unwrap_or_default();
         let latency = Latency {
-            decode: round3(decode),
-            resize: round3(t.resize),
-            extract: round3(t.extract),
-            head: round3(t.head),
+            stages: StageTimes {
+                decode: round3(decode),
+                resize: round3(t.resize),
+                extract: round3(t.extract),
+                head: round3(t.head),
+            },
             total: round3(total.as_secs_f64() * 1000.0),
         };
         summary.classified += 1;
@@ -203,12 +170,8 @@ pub fn run_loop(
             dropped: stats.dropped,
             reconnects: stats.reconnects,
         };
-        sink.observe(&result, &raw);
-        if !options.on_change || changes.changed(&result.label) {
-            if let Err(e) = sink.publish(&result) {
-                log::warn!("cannot publish results any more ({e}); stopping");
-                break;
-            }
+        if sink.push(&result, &raw) == Flow::Stop {
+            break;
         }
         if options.max_frames.is_some_and(|m| summary.classified >= m) {
             break;

@@ -1,6 +1,5 @@
 //! Turning a jittery per-frame answer into a steady one: a moving average of probabilities
-//! over the last N frames, a confidence threshold below which the answer is `unknown`, and
-//! change detection for `--on-change`.
+//! over the last N frames, and a confidence threshold below which the answer is `unknown`.
 
 use std::collections::VecDeque;
 
@@ -57,23 +56,6 @@ pub fn decide(best_label: &str, best_prob: f32, threshold: Option<f32>) -> Strin
     }
 }
 
-/// Remembers the last reported label to tell changes apart.
-#[derive(Debug, Default)]
-pub struct ChangeDetector {
-    last: Option<String>,
-}
-
-impl ChangeDetector {
-    /// True for the first label and whenever it differs from the previous one.
-    pub fn changed(&mut self, label: &str) -> bool {
-        if self.last.as_deref() == Some(label) {
-            return false;
-        }
-        self.last = Some(label.to_string());
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,15 +78,5 @@ mod tests {
         assert_eq!(decide("cat", 0.69, Some(0.7)), UNKNOWN);
         assert_eq!(decide("cat", 0.7, Some(0.7)), "cat");
         assert_eq!(decide("cat", 0.1, None), "cat");
-    }
-
-    #[test]
-    fn reports_only_changes() {
-        let mut c = ChangeDetector::default();
-        let seen: Vec<bool> = ["cat", "cat", "dog", "dog", "cat"]
-            .iter()
-            .map(|l| c.changed(l))
-            .collect();
-        assert_eq!(seen, [true, false, true, false, true]);
     }
 }

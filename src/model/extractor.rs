@@ -3,6 +3,7 @@
 //! (the embedding, and the ImageNet logits when they are wanted), optimises the graph once and
 //! reuses that plan for every picture. Everything else sees plain `Vec<f32>`s.
 
+use crate::model::kernels::Kernels;
 use std::sync::Arc;
 
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
@@ -29,25 +30,6 @@ pub struct Features {
     pub embedding: Vec<f32>,
     /// Backbone classifier logits (ImageNet: 1001, index 0 = background), if asked for.
     pub logits: Option<Vec<f32>>,
-}
-
-/// Whose kernels run the convolutions [`crate::model::fast_conv`] knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kernels {
-    /// edge-tl's fused channel-last convolutions where the CPU has AVX-512, tract's elsewhere.
-    Fused,
-    /// tract's own plan throughout (to compare against, or to rule ours out).
-    Tract,
-}
-
-impl Kernels {
-    /// `EDGE_TL_KERNELS=tract` selects tract's own plan; anything else (or nothing) the fused one.
-    pub fn from_env() -> Kernels {
-        match std::env::var("EDGE_TL_KERNELS").as_deref() {
-            Ok("tract") => Kernels::Tract,
-            _ => Kernels::Fused,
-        }
-    }
 }
 
 /// A loaded, optimised backbone ready to run pictures.
@@ -78,18 +60,9 @@ impl std::fmt::Debug for Extractor {
 }
 
 impl Extractor {
-    /// Loads and optimises the model for the given outputs, with the kernels `EDGE_TL_KERNELS`
-    /// names (see [`Kernels::from_env`]).
+    /// Loads and optimises the model for the given outputs, on the kernels `model.kernels`
+    /// names.
     pub fn load(model: &ResolvedModel, outputs: Outputs) -> Result<Extractor, ModelError> {
-        Self::load_with(model, outputs, Kernels::from_env())
-    }
-
-    /// Loads and optimises the model for the given outputs with the given kernels.
-    pub fn load_with(
-        model: &ResolvedModel,
-        outputs: Outputs,
-        kernels: Kernels,
-    ) -> Result<Extractor, ModelError> {
         let m = &model.manifest;
         let logits = match (outputs, &m.logits) {
             (Outputs::Embedding, _) => None,
@@ -114,7 +87,7 @@ impl Extractor {
             .into_typed()
             .and_then(|g| g.into_decluttered())
             .map_err(tract("decluttering the graph"))?;
-        let fused = match kernels {
+        let fused = match model.kernels {
             Kernels::Fused => {
                 super::fast_conv::rewrite(&mut typed).map_err(tract("fusing convolutions"))?
             }

@@ -276,7 +276,7 @@ mod tests {
     #[test]
     fn unknown_key_is_named() {
         let text = format!("{}\nbogus = 1\n", BUILTIN[0].1);
-        let err = Manifest::parse(&text, "x.toml").unwrap_err().to_string();
+        let err = crate::error::chain(&Manifest::parse(&text, "x.toml").unwrap_err());
         assert!(err.contains("x.toml") && err.contains("bogus"), "{err}");
     }
 

@@ -4,10 +4,12 @@
 mod depthwise_avx;
 pub mod extractor;
 pub mod fast_conv;
+pub mod kernels;
 pub mod layers;
 pub mod manifest;
 pub mod store;
 
-pub use extractor::{Extractor, Features, Kernels, Outputs};
+pub use extractor::{Extractor, Features, Outputs};
+pub use kernels::Kernels;
 pub use manifest::Manifest;
-pub use store::ResolvedModel;
+pub use store::{ModelDirs, ResolvedModel};

@@ -1,7 +1,7 @@
 //! Where model files live, how a `--model` argument becomes a checked file, and `models pull`.
 //!
-//! Lookup order for a model name: `$EDGE_TL_MODELS` (a folder, or several separated by `:`),
-//! then the user data folder (`$XDG_DATA_HOME/edge-tl/models`, usually
+//! Lookup order for a model name ([`ModelDirs`]): the folders the commands were given
+//! (`$EDGE_TL_MODELS`, a folder or several separated by `:`), then the user data folder (`$XDG_DATA_HOME/edge-tl/models`, usually
 //! `~/.local/share/edge-tl/models`), then the service's `/var/lib/edge-tl/models`.
 //! A `--model` that is a path to an `.onnx` or `.toml` file is used as it is.
 //! Every file is hashed on load and refused when its sha256 differs from its manifest.
@@ -10,11 +10,12 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 
 use crate::error::{ModelError, StoreError};
+use crate::model::kernels::Kernels;
 use crate::model::manifest::{Manifest, BUILTIN_LABELS, DEFAULT_MODEL};
+use crate::progress::Progress;
 
 /// Folder of the systemd service's models.
 pub const SERVICE_MODELS_DIR: &str = "/var/lib/edge-tl/models";
@@ -29,32 +30,52 @@ pub struct ResolvedModel {
     pub sha256: String,
     /// The backbone classifier's labels, when the manifest has logits.
     pub labels: Option<Vec<String>>,
+    /// Whose kernels run it ([`Kernels::Fused`] unless the caller chooses otherwise).
+    pub kernels: Kernels,
 }
 
-/// Folders searched for model files, in order.
-pub fn search_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Some(v) = std::env::var_os("EDGE_TL_MODELS") {
-        dirs.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
+/// Folders searched for model files, in order: the ones the user named (`$EDGE_TL_MODELS`,
+/// read by the commands), then the user data folder, then the service's folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelDirs(Vec<PathBuf>);
+
+impl ModelDirs {
+    /// `first` (in order), then the user's and the service's folders.
+    pub fn new(first: impl IntoIterator<Item = PathBuf>) -> ModelDirs {
+        let mut dirs: Vec<PathBuf> = first
+            .into_iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        dirs.extend(user_models_dir());
+        dirs.push(PathBuf::from(SERVICE_MODELS_DIR));
+        ModelDirs(dirs)
     }
-    if let Some(d) = user_models_dir() {
-        dirs.push(d);
+
+    /// The folders, in search order.
+    pub fn search(&self) -> &[PathBuf] {
+        &self.0
     }
-    dirs.push(PathBuf::from(SERVICE_MODELS_DIR));
-    dirs
+
+    /// Where `models pull` installs: the first folder.
+    pub fn install_dir(&self) -> PathBuf {
+        self.0
+            .first()
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(SERVICE_MODELS_DIR))
+    }
+
+    /// Where the file of a named model is installed, if anywhere (not hashed).
+    pub fn find_installed(&self, manifest: &Manifest) -> Option<PathBuf> {
+        self.0
+            .iter()
+            .map(|d| d.join(&manifest.file))
+            .find(|p| p.is_file())
+    }
 }
 
 /// `$XDG_DATA_HOME/edge-tl/models` (or the platform's equivalent).
 pub fn user_models_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "edge-tl").map(|p| p.data_dir().join("models"))
-}
-
-/// Where `models pull` installs: the first `$EDGE_TL_MODELS` folder if set, else the user's.
-pub fn install_dir() -> PathBuf {
-    search_dirs()
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| PathBuf::from(SERVICE_MODELS_DIR))
 }
 
 /// Finds the built-in manifest with this name.
@@ -73,31 +94,26 @@ pub fn manifest_by_name(name: &str) -> Result<Manifest, ModelError> {
         })
 }
 
-/// Where the file of a named model is installed, if anywhere (not hashed).
-pub fn find_installed(manifest: &Manifest) -> Option<PathBuf> {
-    search_dirs()
-        .into_iter()
-        .map(|d| d.join(&manifest.file))
-        .find(|p| p.is_file())
-}
-
 /// Turns a `--model` argument (name, `.onnx` path or manifest path; `None` = default) into a
-/// checked model.
-pub fn resolve(spec: Option<&str>) -> Result<ResolvedModel, ModelError> {
+/// checked model; names are looked up in `dirs`.
+pub fn resolve(spec: Option<&str>, dirs: &ModelDirs) -> Result<ResolvedModel, ModelError> {
     let spec = spec.unwrap_or(DEFAULT_MODEL);
     let as_path = Path::new(spec);
     let looks_like_path = spec.ends_with(".onnx") || spec.ends_with(".toml") || as_path.is_file();
     if !looks_like_path {
         let manifest = manifest_by_name(spec)?;
-        let path = find_installed(&manifest).ok_or_else(|| ModelError::NotInstalled {
-            name: manifest.name.clone(),
-            file: manifest.file.clone(),
-            searched: search_dirs()
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+        let path = dirs
+            .find_installed(&manifest)
+            .ok_or_else(|| ModelError::NotInstalled {
+                name: manifest.name.clone(),
+                file: manifest.file.clone(),
+                searched: dirs
+                    .search()
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
         return checked(manifest, path);
     }
     if spec.ends_with(".toml") {
@@ -160,6 +176,7 @@ fn finish(manifest: Manifest, path: PathBuf, sha256: String) -> Result<ResolvedM
         path,
         sha256,
         labels,
+        kernels: Kernels::Fused,
     })
 }
 
@@ -208,7 +225,7 @@ pub fn pull(
     manifest: &Manifest,
     from: Option<&str>,
     dest_dir: &Path,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<PathBuf, StoreError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -258,10 +275,10 @@ pub fn pull(
             path: dest.clone(),
             source: e.error,
         })?;
-        progress.finish_and_clear();
+        progress.finish();
         return Ok(dest);
     }
-    progress.finish_and_clear();
+    progress.finish();
     Err(last_err.expect("at least one source was tried"))
 }
 
@@ -270,7 +287,7 @@ fn download(
     url: &str,
     expected_len: Option<u64>,
     out: &mut File,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<String, StoreError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -292,13 +309,14 @@ fn download(
     let body = response.body_mut();
     let announced = body.content_length().or(expected_len);
     if let Some(len) = announced {
-        progress.set_length(len);
+        progress.set_total(len);
     }
     let mut reader = body.with_config().limit(u64::MAX).reader();
-    let (got, sha) =
-        copy_hashing(&mut reader, out, progress).map_err(|e| StoreError::Incomplete {
+    let mut got = 0;
+    let sha =
+        copy_hashing(&mut reader, out, progress, &mut got).map_err(|e| StoreError::Incomplete {
             url: url.to_string(),
-            got: progress.position(),
+            got,
             expected: format!(" ({e})"),
         })?;
     if let Some(len) = body_len_check(announced, got) {
@@ -316,29 +334,28 @@ fn body_len_check(announced: Option<u64>, got: u64) -> Option<u64> {
     announced.filter(|&len| got < len)
 }
 
-fn copy_local(path: &Path, out: &mut File, progress: &ProgressBar) -> Result<String, StoreError> {
+fn copy_local(path: &Path, out: &mut File, progress: &dyn Progress) -> Result<String, StoreError> {
     let io = |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
     };
     let mut file = File::open(path).map_err(io)?;
     if let Ok(meta) = file.metadata() {
-        progress.set_length(meta.len());
+        progress.set_total(meta.len());
     }
-    copy_hashing(&mut file, out, progress)
-        .map(|(_, sha)| sha)
-        .map_err(io)
+    copy_hashing(&mut file, out, progress, &mut 0).map_err(io)
 }
 
-/// Copies everything, hashing and counting it; returns (bytes, sha256 hex).
+/// Copies everything, hashing it and counting the bytes in `copied` (also when it fails);
+/// returns the sha256 in hex.
 fn copy_hashing(
     src: &mut impl Read,
     out: &mut File,
-    progress: &ProgressBar,
-) -> std::io::Result<(u64, String)> {
+    progress: &dyn Progress,
+    copied: &mut u64,
+) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0u64;
     loop {
         let n = src.read(&mut buf)?;
         if n == 0 {
@@ -346,11 +363,11 @@ fn copy_hashing(
         }
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])?;
-        total += n as u64;
-        progress.set_position(total);
+        *copied += n as u64;
+        progress.advance(n as u64);
     }
     out.flush()?;
-    Ok((total, hex::encode(hasher.finalize())))
+    Ok(hex::encode(hasher.finalize()))
 }
 
 #[cfg(test)]
@@ -359,7 +376,9 @@ mod tests {
 
     #[test]
     fn unknown_name_lists_known_models() {
-        let err = resolve(Some("nope")).unwrap_err().to_string();
+        let err = resolve(Some("nope"), &ModelDirs::new([]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown model \"nope\""), "{err}");
         assert!(err.contains("mobilenet-v2-int8"), "{err}");
     }
@@ -369,7 +388,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("mine.onnx");
         std::fs::write(&p, b"not really onnx").unwrap();
-        let err = resolve(Some(p.to_str().unwrap())).unwrap_err().to_string();
+        let err = resolve(Some(p.to_str().unwrap()), &ModelDirs::new([]))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("no manifest describes") && err.contains("mine.toml"),
             "{err}"
@@ -387,7 +408,7 @@ mod tests {
             &m,
             Some(src.to_str().unwrap()),
             &dest,
-            &ProgressBar::hidden(),
+            &crate::progress::Silent,
         )
         .unwrap_err();
         assert!(matches!(err, StoreError::HashMismatch { .. }), "{err}");
@@ -397,7 +418,7 @@ mod tests {
             &m,
             Some(src.to_str().unwrap()),
             &dest,
-            &ProgressBar::hidden(),
+            &crate::progress::Silent,
         )
         .unwrap();
         assert_eq!(std::fs::read(path).unwrap(), b"hello");

@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::live::LiveResult;
+use crate::prediction::LiveResult;
 
 type Labels = Vec<(String, String)>;
 
@@ -96,10 +96,10 @@ impl Metrics {
         self.fps.set(r.fps);
         let l = &r.latency_ms;
         for (stage, ms) in [
-            ("decode", l.decode),
-            ("resize", l.resize),
-            ("extract", l.extract),
-            ("head", l.head),
+            ("decode", l.stages.decode),
+            ("resize", l.stages.resize),
+            ("extract", l.stages.extract),
+            ("head", l.stages.head),
             ("total", l.total),
         ] {
             self.latency
@@ -122,7 +122,8 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::live::Latency;
+    use crate::pipeline::StageTimes;
+    use crate::prediction::Latency;
 
     fn result(label: &str, dropped: u64) -> LiveResult {
         LiveResult {
@@ -133,9 +134,11 @@ mod tests {
             prob: 0.9,
             top: vec![],
             latency_ms: Latency {
-                extract: 30.0,
+                stages: StageTimes {
+                    extract: 30.0,
+                    ..StageTimes::default()
+                },
                 total: 45.0,
-                ..Latency::default()
             },
             fps: 12.5,
             dropped,

@@ -17,40 +17,24 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::live::LiveResult;
-use crate::sink::Sink;
+use crate::prediction::LiveResult;
+pub use crate::settings::HttpSettings;
+use crate::settings::SettingsError;
+use crate::sink::{Flow, Sink};
 use crate::source::RawFrame;
 pub use metrics::Metrics;
 pub use teach::{Teach, TeachSettings};
 
-/// Where to listen and who may ask.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpSettings {
-    pub listen: SocketAddr,
-    /// Bearer token; required unless `listen` is a loopback address.
-    pub token: Option<String>,
-}
-
 /// Why the service cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("refusing to serve on {0} without a token: anyone on the network could capture and train; set [http] token in the settings or EDGE_TL_HTTP_TOKEN (or listen on 127.0.0.1)")]
-    NoToken(SocketAddr),
-    #[error("cannot listen on {addr}: {source}{}", if source.kind() == std::io::ErrorKind::AddrInUse { "; another program (another edge-tl?) uses that port: choose another with --http" } else { "" })]
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("cannot listen on {addr}{}", if source.kind() == std::io::ErrorKind::AddrInUse { " (another program, another edge-tl?, uses that port: choose another with --http)" } else { "" })]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
-}
-
-impl HttpSettings {
-    /// Refuses an open listener without a token.
-    pub fn check(&self) -> Result<(), ServiceError> {
-        if !self.listen.ip().is_loopback() && self.token.as_deref().is_none_or(str::is_empty) {
-            return Err(ServiceError::NoToken(self.listen));
-        }
-        Ok(())
-    }
 }
 
 type PreviewJpeg = ((u64, std::time::SystemTime), Arc<Vec<u8>>);
@@ -109,16 +93,13 @@ pub(crate) async fn next_latest<T>(rx: &mut watch::Receiver<Option<Arc<T>>>) -> 
 pub struct HubSink(pub Arc<Hub>);
 
 impl Sink for HubSink {
-    fn publish(&mut self, _result: &LiveResult) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    fn observe(&mut self, result: &LiveResult, frame: &Arc<RawFrame>) {
+    fn push(&mut self, result: &LiveResult, frame: &Arc<RawFrame>) -> Flow {
         let hub = &self.0;
         hub.metrics.record(result);
         *hub.last_result.lock().unwrap() = Some(Instant::now());
         hub.frames.send_replace(Some(frame.clone()));
         hub.latest.send_replace(Some(Arc::new(result.clone())));
+        Flow::Continue
     }
 }
 
@@ -160,42 +141,4 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .thread_name("edge-tl-io")
         .enable_all()
         .build()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn open_listeners_need_a_token() {
-        let open = HttpSettings {
-            listen: "0.0.0.0:8080".parse().unwrap(),
-            token: None,
-        };
-        let e = open.check().unwrap_err().to_string();
-        assert!(
-            e.starts_with("refusing to serve on 0.0.0.0:8080 without a token"),
-            "{e}"
-        );
-        let empty = HttpSettings {
-            token: Some(String::new()),
-            ..open.clone()
-        };
-        assert!(empty.check().is_err());
-        let with = HttpSettings {
-            token: Some("s3cret".into()),
-            ..open
-        };
-        assert!(with.check().is_ok());
-        let local = HttpSettings {
-            listen: "127.0.0.1:8080".parse().unwrap(),
-            token: None,
-        };
-        assert!(local.check().is_ok());
-        let local6 = HttpSettings {
-            listen: "[::1]:8080".parse().unwrap(),
-            token: None,
-        };
-        assert!(local6.check().is_ok());
-    }
 }

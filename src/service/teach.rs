@@ -13,10 +13,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::dataset::capture::{label_dir, save_sample, CaptureError};
-use crate::dataset::{embed_dataset, visible_entries, Dataset, EmbedOptions};
+use crate::dataset::{visible_entries, Dataset, EmbedOptions};
 use crate::error::chain;
-use crate::head::train::{train, TrainParams};
-use crate::head::{file as head_file, Backbone};
+use crate::head::file as head_file;
+use crate::head::train::{train_folder, TrainParams};
 use crate::model::{Extractor, Outputs, ResolvedModel};
 use crate::source::RawFrame;
 
@@ -66,6 +66,15 @@ pub enum TeachError {
         "no head file to write: start `edge-tl run` with --head FILE (or `head` in the settings)"
     )]
     NoHeadFile,
+}
+
+/// The message of a caught panic.
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
 
 fn pictures_in(dir: &Path) -> usize {
@@ -162,6 +171,15 @@ impl Teach {
 
     /// Starts training on a thread of its own; refused while one runs.
     pub fn start_training(self: &Arc<Self>) -> Result<(), TeachError> {
+        self.start_with(Teach::train_into)
+    }
+
+    /// Runs `train` on a thread of its own with the status kept: `running`, then `done` or
+    /// `failed` with the reason, also when `train` panics.
+    fn start_with(
+        self: &Arc<Self>,
+        train: impl FnOnce(&Teach, &Path) -> Result<(Option<f64>, Vec<String>), String> + Send + 'static,
+    ) -> Result<(), TeachError> {
         let head = self.settings.head.clone().ok_or(TeachError::NoHeadFile)?;
         {
             let mut status = self.status.lock().unwrap();
@@ -180,7 +198,13 @@ impl Teach {
             .name("edge-tl-train".into())
             .spawn(move || {
                 let t = Instant::now();
-                let outcome = me.train_into(&head);
+                // A panic in training must not leave the status `running` for good (every
+                // later request would be refused as busy): it ends as `failed`, with its text.
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train(&me, &head)))
+                        .unwrap_or_else(|panic| {
+                            Err(format!("training panicked: {}", panic_text(&panic)))
+                        });
                 let mut status = me.status.lock().unwrap();
                 status.seconds = Some(t.elapsed().as_secs_f64());
                 match outcome {
@@ -211,26 +235,75 @@ impl Teach {
             jobs: 1,
             ..EmbedOptions::default()
         };
-        let set = embed_dataset(
+        let trained = train_folder(
             &dataset,
             &extractor,
             &options,
-            &indicatif::ProgressBar::hidden(),
+            &TrainParams::default(),
+            &crate::progress::Silent,
         )
         .map_err(|e| chain(&e))?;
-        let skipped = set
+        let skipped = trained
+            .set
             .skipped
             .iter()
             .map(|(_, e)| format!("{}: {}", e.path().display(), e.reason()))
             .collect();
-        let head = train(
-            &set,
-            &s.data,
-            Backbone::of(&s.model),
-            &TrainParams::default(),
-        )
-        .map_err(|e| chain(&e))?;
+        let head = trained.head;
         head_file::save(&head, head_path).map_err(|e| chain(&e))?;
         Ok((head.training.cv_accuracy, skipped))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::manifest::Manifest;
+
+    fn teach(data: &Path) -> Arc<Teach> {
+        let manifest = Manifest::builtin().remove(0);
+        Arc::new(Teach::new(TeachSettings {
+            data: data.to_path_buf(),
+            head: Some(data.join("new.head")),
+            model: ResolvedModel {
+                manifest,
+                path: data.join("missing.onnx"),
+                sha256: String::new(),
+                labels: None,
+                kernels: Default::default(),
+            },
+        }))
+    }
+
+    fn finished(t: &Teach) -> TrainStatus {
+        for _ in 0..500 {
+            let s = t.status();
+            if s.state != "running" {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the training never finished");
+    }
+
+    #[test]
+    fn a_training_that_fails_or_panics_ends_as_failed_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = teach(dir.path());
+        t.start_training().unwrap();
+        let s = finished(&t);
+        assert_eq!(s.state, "failed");
+        assert!(
+            s.error.unwrap().contains("no label folders"),
+            "{:?}",
+            t.status()
+        );
+        t.start_with(|_, _| panic!("boom")).unwrap();
+        let s = finished(&t);
+        assert_eq!(s.state, "failed");
+        assert_eq!(s.error.as_deref(), Some("training panicked: boom"));
+        // Not stuck as busy: the next request is taken.
+        t.start_with(|_, _| Ok((Some(1.0), Vec::new()))).unwrap();
+        assert_eq!(finished(&t).state, "done");
     }
 }

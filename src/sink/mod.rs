@@ -1,43 +1,48 @@
-//! Where results go. `edge-tl run` writes JSON lines to stdout, tells systemd that the loop
-//! is alive, publishes to MQTT and feeds the HTTP service ([`crate::service`]).
+//! Where results go. `edge-tl run` writes JSON lines to stdout, publishes to MQTT and feeds the
+//! HTTP service ([`crate::service`]). Every sink takes every classified frame through one
+//! method, [`Sink::push`]; behaviour that several sinks want (publishing only changes of label)
+//! is a wrapper, [`OnChange`], rather than a method most sinks would leave empty.
 
 pub mod mqtt;
+pub mod on_change;
 pub mod systemd;
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::sync::Arc;
 
-use crate::live::LiveResult;
+pub use on_change::OnChange;
+
+use crate::prediction::LiveResult;
 use crate::source::RawFrame;
 
-/// Receives every published result.
-pub trait Sink {
-    /// An error ends the loop (e.g. stdout closed by `| head`).
-    fn publish(&mut self, result: &LiveResult) -> io::Result<()>;
-
-    /// Every classified frame with its result, before `--on-change` filtering (live views,
-    /// metrics, and sinks that decide for themselves what is a change). Must not block. The
-    /// frame is shared, so a sink that keeps it (the live preview) does not copy it.
-    fn observe(&mut self, _result: &LiveResult, _frame: &Arc<RawFrame>) {}
-
-    /// Called on every turn of the loop, with or without a frame (liveness signals).
-    fn tick(&mut self) {}
+/// Whether the loop should go on after a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// The sink cannot take results any more (stdout closed by `| head`); it has said why.
+    Stop,
 }
 
-/// Every result to each of several sinks, in order.
+/// Receives every classified frame's result. Must not block: a slow consumer (a network, a
+/// browser) is the sink's own business, never the loop's. The frame is shared, so a sink that
+/// keeps it (the live preview) does not copy it.
+pub trait Sink {
+    fn push(&mut self, result: &LiveResult, frame: &Arc<RawFrame>) -> Flow;
+}
+
+/// Every result to each of several sinks, in order; stops when any of them stops (after all
+/// had the result).
 pub struct Fanout<'a>(pub Vec<&'a mut dyn Sink>);
 
 impl Sink for Fanout<'_> {
-    fn publish(&mut self, result: &LiveResult) -> io::Result<()> {
-        self.0.iter_mut().try_for_each(|s| s.publish(result))
-    }
-
-    fn observe(&mut self, result: &LiveResult, frame: &Arc<RawFrame>) {
-        self.0.iter_mut().for_each(|s| s.observe(result, frame));
-    }
-
-    fn tick(&mut self) {
-        self.0.iter_mut().for_each(|s| s.tick());
+    fn push(&mut self, result: &LiveResult, frame: &Arc<RawFrame>) -> Flow {
+        let mut flow = Flow::Continue;
+        for s in self.0.iter_mut() {
+            if s.push(result, frame) == Flow::Stop {
+                flow = Flow::Stop;
+            }
+        }
+        flow
     }
 }
 
@@ -53,10 +58,18 @@ impl<W: Write> JsonLines<W> {
 }
 
 impl<W: Write> Sink for JsonLines<W> {
-    fn publish(&mut self, result: &LiveResult) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, result)?;
-        self.out.write_all(b"\n")?;
-        self.out.flush()
+    fn push(&mut self, result: &LiveResult, _frame: &Arc<RawFrame>) -> Flow {
+        let written = serde_json::to_writer(&mut self.out, result)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"))
+            .and_then(|()| self.out.flush());
+        match written {
+            Ok(()) => Flow::Continue,
+            Err(e) => {
+                log::warn!("cannot write results any more ({e}); stopping");
+                Flow::Stop
+            }
+        }
     }
 }
 
@@ -65,8 +78,8 @@ impl<W: Write> Sink for JsonLines<W> {
 pub struct Collect(pub Vec<LiveResult>);
 
 impl Sink for Collect {
-    fn publish(&mut self, result: &LiveResult) -> io::Result<()> {
+    fn push(&mut self, result: &LiveResult, _frame: &Arc<RawFrame>) -> Flow {
         self.0.push(result.clone());
-        Ok(())
+        Flow::Continue
     }
 }

@@ -1,15 +1,11 @@
 //! systemd's service protocol for `Type=notify` units: `READY=1` once the loop is running (the
 //! model is loaded and the camera open), then `WATCHDOG=1` from the loop itself at half the
 //! unit's `WatchdogSec`, so a hung inference loop stops the pings and systemd restarts the
-//! service. Outside systemd (no `NOTIFY_SOCKET`) this sink is not created.
+//! service. Outside systemd (no `NOTIFY_SOCKET`) there is no notifier.
 
-use std::io;
 use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
-
-use super::Sink;
-use crate::live::LiveResult;
 
 pub struct SystemdNotify {
     ready_sent: bool,
@@ -44,12 +40,9 @@ impl SystemdNotify {
     }
 }
 
-impl Sink for SystemdNotify {
-    fn publish(&mut self, _result: &LiveResult) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn tick(&mut self) {
+impl SystemdNotify {
+    /// Called on every turn of the loop: `READY=1` the first time, then watchdog pings.
+    pub fn tick(&mut self) {
         if !self.ready_sent {
             self.send(&[NotifyState::Ready, NotifyState::Status("classifying")]);
             self.ready_sent = true;

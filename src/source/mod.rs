@@ -126,7 +126,7 @@ pub enum SourceError {
     },
     #[error("{what} disconnected: {reason}")]
     Disconnected { what: String, reason: String },
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -146,45 +146,86 @@ impl SourceError {
     }
 }
 
-/// The default source: the first camera.
-pub const DEFAULT_SOURCE: &str = "v4l:/dev/video0";
+/// Where frames come from, as written after `--source` or in the settings file's `source`:
+/// `v4l:/dev/videoN` (or a bare `/dev/videoN`), `dir:FOLDER`, `file:RECORDING` or an
+/// `http(s)://` URL. Parsed once, where the setting is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// A V4L2 camera device.
+    Camera(PathBuf),
+    /// Pictures in a folder, in name order.
+    Dir(PathBuf),
+    /// A recorded MJPEG stream.
+    Recording(PathBuf),
+    /// An MJPEG stream over HTTP(S).
+    Http(String),
+}
 
-/// Opens `v4l:/dev/videoN` (or a bare `/dev/videoN`), `dir:FOLDER`, `file:RECORDING` or an
-/// `http(s)://` URL.
-pub fn open(spec: &str, options: &SourceOptions) -> Result<Box<dyn FrameSource>, SourceError> {
+impl std::str::FromStr for SourceSpec {
+    type Err = SourceError;
+
+    fn from_str(spec: &str) -> Result<SourceSpec, SourceError> {
+        if let Some(path) = spec
+            .strip_prefix("v4l:")
+            .or(spec.starts_with("/dev/").then_some(spec))
+        {
+            let path = if path.is_empty() { "/dev/video0" } else { path };
+            return Ok(SourceSpec::Camera(PathBuf::from(path)));
+        }
+        let nonempty = |path: &str, f: fn(PathBuf) -> SourceSpec| {
+            if path.is_empty() {
+                Err(SourceError::BadSpec {
+                    spec: spec.to_string(),
+                })
+            } else {
+                Ok(f(PathBuf::from(path)))
+            }
+        };
+        if let Some(path) = spec.strip_prefix("dir:") {
+            return nonempty(path, SourceSpec::Dir);
+        }
+        if let Some(path) = spec.strip_prefix("file:") {
+            return nonempty(path, SourceSpec::Recording);
+        }
+        if spec.starts_with("http://") || spec.starts_with("https://") {
+            return Ok(SourceSpec::Http(spec.to_string()));
+        }
+        Err(SourceError::BadSpec {
+            spec: spec.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::Camera(p) => write!(f, "v4l:{}", p.display()),
+            SourceSpec::Dir(p) => write!(f, "dir:{}", p.display()),
+            SourceSpec::Recording(p) => write!(f, "file:{}", p.display()),
+            SourceSpec::Http(url) => f.write_str(url),
+        }
+    }
+}
+
+/// Opens a source.
+pub fn open(
+    spec: &SourceSpec,
+    options: &SourceOptions,
+) -> Result<Box<dyn FrameSource>, SourceError> {
     let paced = |s: Box<dyn FrameSource>| -> Box<dyn FrameSource> {
         match options.replay_fps {
             Some(fps) if fps > 0.0 => Box::new(Paced::new(s, fps)),
             _ => s,
         }
     };
-    if let Some(path) = spec
-        .strip_prefix("v4l:")
-        .or(spec.starts_with("/dev/").then_some(spec))
-    {
-        let path = if path.is_empty() { "/dev/video0" } else { path };
-        return Ok(Box::new(v4l::CameraSource::open(
-            Path::new(path),
-            options.camera,
-        )?));
-    }
-    if let Some(path) = spec.strip_prefix("dir:") {
-        return Ok(paced(Box::new(dir::DirSource::open(
-            Path::new(path),
+    Ok(match spec {
+        SourceSpec::Camera(path) => Box::new(v4l::CameraSource::open(path, options.camera)?),
+        SourceSpec::Dir(path) => paced(Box::new(dir::DirSource::open(path, options.looping)?)),
+        SourceSpec::Recording(path) => paced(Box::new(file::RecordingSource::open(
+            path,
             options.looping,
-        )?)));
-    }
-    if let Some(path) = spec.strip_prefix("file:") {
-        return Ok(paced(Box::new(file::RecordingSource::open(
-            Path::new(path),
-            options.looping,
-        )?)));
-    }
-    if spec.starts_with("http://") || spec.starts_with("https://") {
-        return Ok(Box::new(http::HttpSource::open(spec)?));
-    }
-    Err(SourceError::BadSpec {
-        spec: spec.to_string(),
+        )?)),
+        SourceSpec::Http(url) => Box::new(http::HttpSource::open(url)?),
     })
 }
 
@@ -240,9 +281,7 @@ mod tests {
 
     #[test]
     fn unknown_sources_say_what_is_accepted() {
-        let err = open("rtsp://cam/stream", &SourceOptions::default())
-            .err()
-            .unwrap();
+        let err = "rtsp://cam/stream".parse::<SourceSpec>().unwrap_err();
         assert!(
             err.to_string().contains("use v4l:/dev/videoN, dir:FOLDER"),
             "{err}"
@@ -251,9 +290,12 @@ mod tests {
 
     #[test]
     fn a_missing_camera_names_itself_and_what_exists() {
-        let err = open("v4l:/dev/video97", &SourceOptions::default())
-            .err()
-            .unwrap();
+        let err = open(
+            &"v4l:/dev/video97".parse().unwrap(),
+            &SourceOptions::default(),
+        )
+        .err()
+        .unwrap();
         let text = err.to_string();
         assert!(text.starts_with("no camera at /dev/video97: "), "{text}");
         assert!(text.contains("--source"), "{text}");
@@ -261,7 +303,7 @@ mod tests {
 
     #[test]
     fn a_file_that_is_not_a_camera_is_named() {
-        let err = open("v4l:/dev/null", &SourceOptions::default())
+        let err = open(&"v4l:/dev/null".parse().unwrap(), &SourceOptions::default())
             .err()
             .unwrap();
         assert!(

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use edge_tl::dataset::{embed_dataset, Dataset, EmbedOptions, EmbeddedSet};
-use edge_tl::model::{store, Extractor, Outputs, ResolvedModel};
+use edge_tl::model::{store, Extractor, ModelDirs, Outputs, ResolvedModel};
 
 /// `$EDGE_TL_SHARED`, or `../shared` relative to the crate.
 pub fn shared() -> PathBuf {
@@ -24,21 +24,22 @@ pub fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("embedding-cache")
 }
 
-/// Points model lookup at the shared models for this process.
-pub fn use_shared_models() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        // SAFETY: set once, before any test reads it, from a OnceLock.
-        unsafe { std::env::set_var("EDGE_TL_MODELS", shared().join("models")) };
-    });
+/// Model lookup in the shared models (passed as an argument: no test changes the environment
+/// other tests read).
+pub fn model_dirs() -> ModelDirs {
+    ModelDirs::new([shared().join("models")])
+}
+
+/// A model from the shared folder, by name or path.
+pub fn resolve(spec: &str) -> ResolvedModel {
+    store::resolve(Some(spec), &model_dirs()).unwrap_or_else(|e| panic!("{spec}: {e}"))
 }
 
 /// The default model, resolved from the shared folder.
 pub fn default_model() -> &'static ResolvedModel {
     static MODEL: OnceLock<ResolvedModel> = OnceLock::new();
     MODEL.get_or_init(|| {
-        use_shared_models();
-        store::resolve(None).expect("default model in $EDGE_TL_SHARED/models")
+        store::resolve(None, &model_dirs()).expect("default model in $EDGE_TL_SHARED/models")
     })
 }
 
@@ -56,13 +57,7 @@ pub fn embedded(rel: &str, flip: bool) -> EmbeddedSet {
         cache_dir: Some(cache_dir()),
         ..EmbedOptions::default()
     };
-    embed_dataset(
-        &ds,
-        extractor(),
-        &options,
-        &indicatif::ProgressBar::hidden(),
-    )
-    .expect("embeds")
+    embed_dataset(&ds, extractor(), &options, &edge_tl::progress::Silent).expect("embeds")
 }
 
 /// Runs the edge-tl binary with the shared models and the test cache.

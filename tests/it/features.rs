@@ -4,11 +4,10 @@
 use edge_tl::model::layers::Layers;
 use edge_tl::preprocess;
 
-use crate::common::{data, default_model, edge_tl, extractor, stderr, stdout, use_shared_models};
+use crate::common::{data, default_model, edge_tl, extractor, stderr, stdout};
 
 #[test]
 fn the_last_feature_map_averaged_is_the_embedding() {
-    use_shared_models();
     let layers = Layers::open(default_model()).unwrap();
     let list = layers.list();
     assert!(list.len() >= 50, "{} layers", list.len());

@@ -6,7 +6,7 @@ use edge_tl::dataset::Dataset;
 use edge_tl::finetune::export::export;
 use edge_tl::finetune::{finetune, FinetuneOptions};
 use edge_tl::grad::{pixels, Net};
-use edge_tl::model::{store, Extractor, Outputs};
+use edge_tl::model::{Extractor, Outputs};
 use edge_tl::predict::{argmax, softmax};
 use edge_tl::preprocess;
 
@@ -50,7 +50,7 @@ fn the_exported_model_answers_in_tract_as_in_the_engine() {
     let files = export(&ft, default_model(), &out, false).unwrap();
     assert!(files.manifest.is_file() && files.labels.is_file());
 
-    let model = store::resolve(out.to_str()).unwrap();
+    let model = crate::common::resolve(out.to_str().unwrap());
     assert_eq!(
         model.labels.as_deref(),
         Some(&["cat".to_string(), "dog".to_string()][..])
@@ -86,7 +86,7 @@ fn the_exported_model_answers_in_tract_as_in_the_engine() {
         files8.bytes,
         files.bytes
     );
-    let model8 = store::resolve(out8.to_str()).unwrap();
+    let model8 = crate::common::resolve(out8.to_str().unwrap());
     let tract8 = Extractor::load(&model8, Outputs::EmbeddingAndLogits).unwrap();
     let mut same = 0;
     for photo in &tests {
@@ -249,10 +249,10 @@ fn finetune_cli_repeats_with_its_seed_and_names_bad_pictures() {
     );
     // A share outside its range is refused with the flag named, not quietly clamped.
     for (flag, value, range) in [
-        ("--mix", "1.5", "from 0 to 1"),
-        ("--label-smoothing", "0.7", "from 0 to 0.5"),
-        ("--val-split", "0.95", "from 0 to 0.9"),
-        ("--crop-area", "0", "from 0.05 to 1"),
+        ("--mix", "1.5", "between 0 and 1"),
+        ("--label-smoothing", "0.7", "between 0 and 0.5"),
+        ("--val-split", "0.95", "between 0 and 0.9"),
+        ("--crop-area", "0", "between 0.05 and 1"),
     ] {
         let e = refused(flag, value);
         assert!(

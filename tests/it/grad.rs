@@ -5,7 +5,7 @@ use candle_core::{Tensor, Var};
 use edge_tl::grad::{self, Net};
 use edge_tl::preprocess;
 
-use crate::common::{cosine, default_model, shared, use_shared_models};
+use crate::common::{cosine, default_model, shared};
 
 /// The seven upstream test photos and two from catsdogs.
 fn photos() -> Vec<std::path::PathBuf> {
@@ -25,7 +25,6 @@ fn argmax(v: &[f32]) -> usize {
 
 #[test]
 fn the_engine_reproduces_tracts_embeddings_and_classes() {
-    use_shared_models();
     let net = Net::load(&default_model().path).unwrap();
     assert_eq!(net.input_size(), (224, 224));
     let tract_net = edge_tl::model::Extractor::load(
@@ -59,7 +58,6 @@ fn the_engine_reproduces_tracts_embeddings_and_classes() {
 /// refused with the node named.
 #[test]
 fn input_gradients_match_finite_differences() {
-    use_shared_models();
     let net = Net::load(&default_model().path).unwrap();
     let frame =
         preprocess::decode_file(&crate::common::data("catsdogs/test/cat/cat.101.jpg")).unwrap();
@@ -105,7 +103,7 @@ fn input_gradients_match_finite_differences() {
         "gradient norm {norm} vs finite difference {slope}"
     );
 
-    let int8 = edge_tl::model::store::resolve(Some("mobilenet-v2-int8")).unwrap();
+    let int8 = crate::common::resolve("mobilenet-v2-int8");
     let e = Net::load(&int8.path)
         .unwrap()
         .forward(x.as_tensor(), &["logits"])
@@ -124,7 +122,6 @@ fn input_gradients_match_finite_differences() {
 fn dreaming_raises_the_class_probability() {
     use edge_tl::explain::dream::{dream, DreamOptions};
     use edge_tl::explain::{find_label, Scorer};
-    use_shared_models();
     let net = Net::load(&default_model().path).unwrap();
     let scorer = Scorer::backbone(&net, default_model()).unwrap();
     let zebra = find_label(scorer.labels(), "zebra", "ImageNet").unwrap();

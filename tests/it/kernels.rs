@@ -1,10 +1,10 @@
 //! edge-tl's fused convolutions (`model::fast_conv`) against tract's own plan, on the real
 //! backbones and photos: same embeddings up to rounding, same ImageNet answers.
 
-use edge_tl::model::{store, Extractor, Kernels, Outputs};
+use edge_tl::model::{Extractor, Kernels, Outputs, ResolvedModel};
 use edge_tl::preprocess;
 
-use crate::common::{data, shared, use_shared_models};
+use crate::common::{data, shared};
 
 /// The shared ImageNet test photos and a spread of Cats vs Dogs test photos.
 fn photos() -> Vec<std::path::PathBuf> {
@@ -36,17 +36,18 @@ fn argmax(v: &[f32]) -> usize {
 /// cosine of 0.999 (onnxruntime itself is 0.9999 from tract) and the same top-1.
 #[test]
 fn fused_kernels_agree_with_tracts_plan() {
-    use_shared_models();
     let avx512 = edge_tl::model::fast_conv::kernel::has_avx512();
     for (name, fused_if_avx512, exact) in [
         ("mobilenet-v2-f32", 52, true),
         ("mobilenet-v1-int8", 27, false),
     ] {
-        let model = store::resolve(Some(name)).unwrap();
-        let fused =
-            Extractor::load_with(&model, Outputs::EmbeddingAndLogits, Kernels::Fused).unwrap();
-        let tract =
-            Extractor::load_with(&model, Outputs::EmbeddingAndLogits, Kernels::Tract).unwrap();
+        let model = crate::common::resolve(name);
+        let fused = Extractor::load(&model, Outputs::EmbeddingAndLogits).unwrap();
+        let tract_model = ResolvedModel {
+            kernels: Kernels::Tract,
+            ..model.clone()
+        };
+        let tract = Extractor::load(&tract_model, Outputs::EmbeddingAndLogits).unwrap();
         let want = if avx512 { fused_if_avx512 } else { 0 };
         assert_eq!(fused.fused_convolutions(), want, "{name}");
         assert_eq!(tract.fused_convolutions(), 0, "{name}");

@@ -1,152 +1,24 @@
-//! The camera side end to end through the binary, with real substitutes for a camera: a
+//! The `run` loop end to end through the binary, with real substitutes for a camera: a
 //! folder replay, a recorded MJPEG file and a loopback HTTP MJPEG server. What `run` says
-//! about a frame must be exactly what `predict` says about the same JPEG.
+//! about a frame must be exactly what `predict` says about the same JPEG. The fixture and
+//! the background runner are in `harness.rs`; `capture` is tested in `capture.rs`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edge_tl::source::jpeg_stream::write_part;
-use edge_tl::source::recording::camera_frame;
-use edge_tl::source::Size;
 use serde_json::Value;
 
-use crate::common::{
-    cache_dir, copy_pictures, edge_tl, pictures, shared, small_catsdogs, stderr, stdout, train_cli,
+use crate::common::{copy_pictures, edge_tl, shared, stderr, stdout};
+use crate::harness::{
+    assert_same_as_predict, fixture, json_lines, live_replay, path_arg, strs, train_without_cv,
+    Background, FRAMES,
 };
-
-/// A head, 12 camera frames (640x480 JPEGs: cat, dog, cat, ...) as files and as one
-/// multipart recording, and what `predict` says about each frame.
-pub(crate) struct Fixture {
-    _dir: tempfile::TempDir,
-    pub(crate) head: PathBuf,
-    pub(crate) frames: PathBuf,
-    stream: PathBuf,
-    pub(crate) jpegs: Vec<Vec<u8>>,
-    /// (label, prob) per frame from `edge-tl predict --json`.
-    pub(crate) predicted: Vec<(String, f64)>,
-}
-
-pub(crate) const FRAMES: usize = 12;
-
-pub(crate) fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let data = root.join("data");
-        small_catsdogs(&data, 20);
-        let head = root.join("catsdogs.head");
-        train_without_cv(&data, &head);
-
-        let cats = pictures("catsdogs/test/cat", FRAMES / 2);
-        let dogs = pictures("catsdogs/test/dog", FRAMES / 2);
-        let frames = root.join("frames");
-        std::fs::create_dir_all(&frames).unwrap();
-        let size = Size {
-            width: 640,
-            height: 480,
-        };
-        let mut jpegs = Vec::new();
-        let mut recording = Vec::new();
-        for (i, photo) in cats.iter().zip(&dogs).flat_map(|(c, d)| [c, d]).enumerate() {
-            let jpeg = camera_frame(photo, size).unwrap();
-            std::fs::write(frames.join(format!("{i:03}.jpg")), &jpeg).unwrap();
-            write_part(&mut recording, &jpeg).unwrap();
-            jpegs.push(jpeg);
-        }
-        let stream = root.join("stream.mjpg");
-        std::fs::write(&stream, &recording).unwrap();
-
-        let mut args = vec![
-            "predict".to_string(),
-            head.display().to_string(),
-            "--json".into(),
-        ];
-        args.extend((0..FRAMES).map(|i| frames.join(format!("{i:03}.jpg")).display().to_string()));
-        let out = edge_tl(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(out.status.success(), "{}", stderr(&out));
-        let predicted: Vec<(String, f64)> = json_lines(&stdout(&out))
-            .iter()
-            .map(|v| {
-                (
-                    v["label"].as_str().unwrap().to_string(),
-                    v["prob"].as_f64().unwrap(),
-                )
-            })
-            .collect();
-        assert_eq!(predicted.len(), FRAMES);
-        // The head sees cats and dogs in the camera frames, alternating.
-        let right = predicted
-            .iter()
-            .enumerate()
-            .filter(|(i, (label, _))| label == if i % 2 == 0 { "cat" } else { "dog" })
-            .count();
-        assert!(right >= FRAMES - 1, "{predicted:?}");
-        Fixture {
-            _dir: dir,
-            head,
-            frames,
-            stream,
-            jpegs,
-            predicted,
-        }
-    })
-}
-
-/// `edge-tl train` without cross-validation, with the shared embedding cache.
-pub(crate) fn train_without_cv(data: &Path, head: &Path) {
-    let cache = cache_dir();
-    let out = train_cli(
-        data,
-        head,
-        &["--folds", "0", "--cache-dir", cache.to_str().unwrap()],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
-fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
-}
-
-/// Every result equals `predict` on the frame it names (by position in the source).
-fn assert_same_as_predict(lines: &[Value], f: &Fixture) {
-    for line in lines {
-        let frame = line["frame"].as_u64().unwrap() as usize % FRAMES;
-        let (label, prob) = &f.predicted[frame];
-        assert_eq!(line["label"], label.as_str(), "frame {frame}: {line}");
-        // The same f32 (JSON may print it with f32 or f64 digits).
-        let got = line["prob"].as_f64().unwrap() as f32;
-        assert_eq!(got, *prob as f32, "frame {frame}: {line}");
-    }
-}
-
-pub(crate) fn path_arg(prefix: &str, p: &Path) -> String {
-    format!("{prefix}{}", p.display())
-}
-
-/// `run --head HEAD --source SOURCE --loop --replay-fps FPS EXTRA...`: a replay that behaves
-/// like a live camera.
-fn live_replay(head: &Path, source: &str, fps: &str, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["run", "--head", head.to_str().unwrap(), "--source", source]
-        .iter()
-        .chain(&["--loop", "--replay-fps", fps])
-        .map(|s| s.to_string())
-        .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
 
 #[test]
 fn run_on_a_replay_says_what_predict_says_and_ends_by_itself() {
@@ -337,27 +209,33 @@ fn bad_frames_are_named_and_the_replay_goes_on() {
 #[test]
 fn sources_that_cannot_work_say_why() {
     let f = fixture();
-    let cases: [(&[&str], &str); 4] = [
+    // Exit code 2: the source is not even one edge-tl knows (a usage error, like any bad
+    // flag); 1: it is, but it cannot be opened.
+    let cases: [(&[&str], i32, &str); 4] = [
         (
             &["run", "--source", "v4l:/dev/video63"],
+            1,
             "no camera at /dev/video63: ",
         ),
         (
             &["run", "--source", "rtsp://x"],
+            2,
             "unknown source \"rtsp://x\": use v4l:/dev/videoN",
         ),
         (
             &["run", "--source", "dir:/nonexistent/frames"],
+            1,
             "/nonexistent/frames: No such file",
         ),
         (
             &["run", "--source", "http://127.0.0.1:9/stream"],
+            1,
             "http://127.0.0.1:9/stream: cannot connect",
         ),
     ];
-    for (args, expected) in cases {
+    for (args, code, expected) in cases {
         let out = edge_tl(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
         assert!(
             stderr(&out).contains(expected),
             "{args:?}: {}",
@@ -386,94 +264,6 @@ fn sources_that_cannot_work_say_why() {
         "{}",
         stdout(&out)
     );
-}
-
-/// `edge-tl` running in the background, its JSON lines arriving on a channel.
-pub(crate) struct Background {
-    pub(crate) child: Child,
-    lines: Receiver<Value>,
-    stderr: Arc<std::sync::Mutex<String>>,
-}
-
-impl Background {
-    pub(crate) fn start(args: &[&str]) -> Background {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_edge-tl"))
-            .args(args)
-            .env("EDGE_TL_MODELS", shared().join("models"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
-                    return;
-                }
-            }
-        });
-        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
-        let mut err = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    return;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Background {
-            child,
-            lines,
-            stderr,
-        }
-    }
-
-    /// Lines until one satisfies `until` (included), failing after a minute.
-    pub(crate) fn wait_for(&self, what: &str, until: impl Fn(&Value) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let mut seen = Vec::new();
-        while Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                let done = until(&line);
-                seen.push(line);
-                if done {
-                    return seen;
-                }
-            }
-        }
-        panic!("no {what} within 90 s; stderr: {}", self.stderr());
-    }
-
-    pub(crate) fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Resident memory now, in KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-
-    /// SIGTERM, then the exit status.
-    pub(crate) fn terminate(mut self) -> (ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        (status, self.stderr())
-    }
 }
 
 /// Serves the fixture's frames as `multipart/x-mixed-replace`: the first connection gets
@@ -579,148 +369,6 @@ fn a_new_head_is_swapped_in_and_a_broken_one_refused() {
         "the broken file is named: {err}"
     );
     assert!(err.contains("1 head reloads"), "{err}");
-}
-
-fn jpgs(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.map(|e| e.unwrap().path()).collect())
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-#[test]
-fn capture_saves_whole_named_frames_and_refuses_bad_labels() {
-    let f = fixture();
-    let data = tempfile::tempdir().unwrap();
-    let d = data.path().to_str().unwrap();
-    let frames = path_arg("dir:", &f.frames);
-    let out = edge_tl(&[
-        "capture",
-        "--label",
-        "cat",
-        "--count",
-        "4",
-        "--interval",
-        "0ms",
-        "--data",
-        d,
-        "--source",
-        &frames,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let saved = jpgs(&data.path().join("cat"));
-    assert_eq!(saved.len(), 4);
-    for (i, p) in saved.iter().enumerate() {
-        let name = p.file_name().unwrap().to_str().unwrap();
-        let (stamp, n) = name.strip_suffix(".jpg").unwrap().rsplit_once('-').unwrap();
-        assert_eq!(n.parse::<usize>().unwrap(), i + 1, "{name}");
-        assert!(
-            stamp.len() == 20 && stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T',
-            "{name}"
-        );
-        assert_eq!(
-            std::fs::read(p).unwrap(),
-            f.jpegs[i],
-            "camera JPEGs are kept as they came"
-        );
-    }
-
-    // A recording shorter than --count: everything is saved and the command ends well.
-    let out = edge_tl(&[
-        "capture",
-        "--label",
-        "dog",
-        "--count",
-        "50",
-        "--interval",
-        "0ms",
-        "--data",
-        d,
-        "--source",
-        &path_arg("file:", &f.stream),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("the source ended"),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(jpgs(&data.path().join("dog")).len(), FRAMES);
-
-    for (label, problem) in [
-        ("../x", "a label must not contain path separators"),
-        ("", "a label must not be empty"),
-        (".hidden", "a label must not start with a dot"),
-    ] {
-        let out = edge_tl(&[
-            "capture", "--label", label, "--data", d, "--source", &frames,
-        ]);
-        assert_eq!(out.status.code(), Some(1));
-        assert!(
-            stderr(&out).contains(&format!("invalid label {label:?}: {problem}")),
-            "{}",
-            stderr(&out)
-        );
-    }
-    let labels: Vec<_> = std::fs::read_dir(data.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(labels.len(), 2, "{labels:?}");
-
-    // The captured dataset trains.
-    let head = data.path().join("captured.head");
-    let out = train_cli(data.path(), &head, &["--folds", "0", "--no-cache"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
-#[test]
-fn sigterm_during_capture_keeps_every_saved_frame_whole() {
-    let f = fixture();
-    let data = tempfile::tempdir().unwrap();
-    let run = Background::start(&[
-        "capture",
-        "--label",
-        "cat",
-        "--count",
-        "1000",
-        "--interval",
-        "100ms",
-        "--data",
-        data.path().to_str().unwrap(),
-        "--source",
-        &path_arg("dir:", &f.frames),
-        "--loop",
-    ]);
-    let dir = data.path().join("cat");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while jpgs(&dir)
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
-        .count()
-        < 3
-    {
-        assert!(Instant::now() < deadline, "{}", run.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let (status, err) = run.terminate();
-    assert!(status.success(), "{status:?}: {err}");
-    assert!(err.contains("stopped"), "{err}");
-    let files = jpgs(&dir);
-    assert!(files.len() >= 3);
-    for p in &files {
-        let name = p.file_name().unwrap().to_string_lossy();
-        assert!(
-            name.ends_with(".jpg") && !name.starts_with('.'),
-            "left behind: {name}"
-        );
-        edge_tl::preprocess::decode_file(p).unwrap();
-    }
-    assert!(
-        err.contains(&format!("saved {} pictures", files.len())),
-        "{err}"
-    );
 }
 
 #[test]

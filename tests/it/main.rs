@@ -2,14 +2,17 @@
 //! one integration test binary (link time on 2 cores), one module per area.
 
 mod accuracy;
+mod capture;
 mod cli;
 mod common;
 mod decode;
+mod errors;
 mod features;
 #[cfg(feature = "grad")]
 mod finetune;
 #[cfg(feature = "grad")]
 mod grad;
+mod harness;
 mod kernels;
 mod live;
 #[cfg(feature = "service")]
@@ -17,3 +20,4 @@ mod mqtt;
 mod pull;
 #[cfg(feature = "service")]
 mod service;
+mod settings;

@@ -13,7 +13,7 @@ use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
 use crate::common::{edge_tl, stderr};
-use crate::live::{fixture, path_arg, Background, FRAMES};
+use crate::harness::{fixture, path_arg, Background, FRAMES};
 
 /// A Mosquitto broker with two users, on its own port, without persistence.
 struct Broker {

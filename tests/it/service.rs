@@ -12,7 +12,7 @@ use edge_tl::source::jpeg_stream::{write_part, JpegFrames};
 use serde_json::Value;
 
 use crate::common::{pictures, stderr};
-use crate::live::{fixture, path_arg, Background, FRAMES};
+use crate::harness::{fixture, path_arg, Background, FRAMES};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -9,9 +9,8 @@ use rumqttc::{
 use tokio::sync::watch;
 
 use super::{check_device_id, parse_url, MqttError, MqttSettings};
-use crate::live::smooth::ChangeDetector;
-use crate::live::LiveResult;
-use crate::sink::Sink;
+use crate::prediction::LiveResult;
+use crate::sink::{Flow, Sink};
 use crate::source::RawFrame;
 
 /// The topics of one device.
@@ -111,7 +110,6 @@ fn announce(client: &AsyncClient, topics: &Topics, state: Option<Vec<u8>>) {
 pub struct MqttSink {
     client: AsyncClient,
     topics: Topics,
-    changes: ChangeDetector,
     state: Arc<Mutex<Option<Vec<u8>>>>,
     task: tokio::task::JoinHandle<()>,
     runtime: tokio::runtime::Handle,
@@ -216,7 +214,6 @@ impl MqttSink {
         Ok(MqttSink {
             client,
             topics,
-            changes: ChangeDetector::default(),
             state,
             task,
             runtime: runtime.clone(),
@@ -236,15 +233,10 @@ impl MqttSink {
     }
 }
 
+/// Publishes every result it is given: wrap it in [`crate::sink::OnChange`] (as `run` does)
+/// to publish changes of label only.
 impl Sink for MqttSink {
-    fn publish(&mut self, _result: &LiveResult) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    fn observe(&mut self, result: &LiveResult, _frame: &Arc<RawFrame>) {
-        if !self.changes.changed(&result.label) {
-            return;
-        }
+    fn push(&mut self, result: &LiveResult, _frame: &Arc<RawFrame>) -> Flow {
         let state = serde_json::json!({
             "label": result.label,
             "prob": result.prob,
@@ -265,6 +257,7 @@ impl Sink for MqttSink {
                 log::debug!("MQTT: {topic} dropped (queue full while disconnected): {e}");
             }
         }
+        Flow::Continue
     }
 }
 

@@ -1,0 +1,407 @@
+//! The settings file (`/etc/edge-tl/config.toml`, or `run --config FILE`): what `edge-tl run`
+//! would otherwise take as flags. Unknown keys are errors, so a typo cannot be silently
+//! ignored; every value is checked here, with the file and the key named, against the same
+//! ranges as its flag ([`super::bounds`]).
+//!
+//! ```toml
+//! source = "v4l:/dev/video0"
+//! model = "mobilenet-v2-f32"
+//! head = "/var/lib/edge-tl/home.head"
+//! threads = 4
+//! data = "/var/lib/edge-tl/dataset"
+//!
+//! [camera]
+//! format = "mjpeg"
+//! size = "640x480"
+//! fps = 30
+//!
+//! [results]
+//! threshold = 0.7
+//! smooth = 5
+//! on_change = true
+//! top = 3
+//!
+//! [http]
+//! listen = "127.0.0.1:8080"
+//! token = "..."            # required when listen is not a loopback address
+//!
+//! [mqtt]
+//! url = "mqtt://localhost:1883"
+//! user = "edge-tl"
+//! password = "..."
+//! device_id = "kitchen"    # default: the host name
+//! discovery = true         # Home Assistant discovery
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::bounds::{self, Bounds, Number};
+use super::RunLayer;
+
+/// The file as written; every key is optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    source: Option<String>,
+    model: Option<String>,
+    head: Option<PathBuf>,
+    threads: Option<usize>,
+    watch_head: Option<bool>,
+    data: Option<PathBuf>,
+    #[serde(default)]
+    camera: CameraKeys,
+    #[serde(default)]
+    results: ResultsKeys,
+    #[serde(default)]
+    http: HttpKeys,
+    #[serde(default)]
+    mqtt: MqttKeys,
+}
+
+/// `[camera]`: the V4L2 mode.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CameraKeys {
+    format: Option<String>,
+    size: Option<String>,
+    fps: Option<f64>,
+}
+
+/// `[results]`: shaping the answers.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultsKeys {
+    threshold: Option<f32>,
+    smooth: Option<usize>,
+    on_change: Option<bool>,
+    top: Option<usize>,
+}
+
+/// `[http]`: the HTTP service (off unless `listen` is set).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpKeys {
+    listen: Option<String>,
+    token: Option<String>,
+}
+
+/// `[mqtt]`: publishing to a broker (off unless `url` is set).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MqttKeys {
+    url: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    device_id: Option<String>,
+    topic_prefix: Option<String>,
+    discovery: Option<bool>,
+    discovery_prefix: Option<String>,
+}
+
+/// Why a settings file cannot be used; always names the file, and the key when there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{}: cannot read the settings file", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Syntax { path: PathBuf, message: String },
+    #[error("{}: key `{key}`: {problem}", path.display())]
+    Value {
+        path: PathBuf,
+        key: &'static str,
+        problem: String,
+    },
+}
+
+/// Reads and checks a settings file.
+pub fn load(path: &Path) -> Result<RunLayer, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and checks settings text; `path` is for messages.
+pub fn parse(text: &str, path: &Path) -> Result<RunLayer, FileError> {
+    let file: FileSettings = toml::from_str(text).map_err(|e| {
+        let place = e.span().map_or(String::new(), |span| {
+            let before = text.get(..span.start.min(text.len())).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.chars().count()
+                - before
+                    .rfind('\n')
+                    .map_or(0, |i| before[..=i].chars().count())
+                + 1;
+            format!("line {line}, column {column}: ")
+        });
+        FileError::Syntax {
+            path: path.to_path_buf(),
+            message: format!("{place}{}", e.message()),
+        }
+    })?;
+    file.check(path)
+}
+
+impl FileSettings {
+    fn check(self, path: &Path) -> Result<RunLayer, FileError> {
+        let bad = |key: &'static str, problem: String| FileError::Value {
+            path: path.to_path_buf(),
+            key,
+            problem,
+        };
+        let r = self.results;
+        let m = self.mqtt;
+        if let Some(url) = &m.url {
+            crate::sink::mqtt::parse_url(url).map_err(|e| bad("mqtt.url", e.to_string()))?;
+        }
+        if let Some(id) = &m.device_id {
+            crate::sink::mqtt::check_device_id(id)
+                .map_err(|e| bad("mqtt.device_id", e.to_string()))?;
+        }
+        let http_listen = match self.http.listen {
+            Some(l) => Some(l.parse().map_err(|_| {
+                bad(
+                    "http.listen",
+                    format!(
+                        "{l:?} is not ADDRESS:PORT, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\""
+                    ),
+                )
+            })?),
+            None => None,
+        };
+        let source = match self.source {
+            Some(s) => Some(
+                s.parse()
+                    .map_err(|e: crate::source::SourceError| bad("source", e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(RunLayer {
+            source,
+            format: parsed(self.camera.format, "camera.format", path)?,
+            size: parsed(self.camera.size, "camera.size", path)?,
+            fps: checked(self.camera.fps, "camera.fps", &bounds::FPS, path)?,
+            looping: None,
+            replay_fps: None,
+            model: self.model,
+            head: self.head,
+            threads: checked(self.threads, "threads", &bounds::THREADS, path)?,
+            watch_head: self.watch_head,
+            data: self.data,
+            threshold: checked(r.threshold, "results.threshold", &bounds::THRESHOLD, path)?,
+            smooth: checked(r.smooth, "results.smooth", &bounds::SMOOTH, path)?,
+            on_change: r.on_change,
+            top: checked(r.top, "results.top", &bounds::TOP, path)?,
+            frames: None,
+            http_listen,
+            http_token: self.http.token,
+            mqtt_url: m.url,
+            mqtt_user: m.user,
+            mqtt_password: m.password,
+            device_id: m.device_id,
+            topic_prefix: m.topic_prefix,
+            discovery: m.discovery,
+            discovery_prefix: m.discovery_prefix,
+        })
+    }
+}
+
+/// A key's text parsed into its type, with the key named when it does not parse.
+fn parsed<T: std::str::FromStr<Err = String>>(
+    value: Option<String>,
+    key: &'static str,
+    path: &Path,
+) -> Result<Option<T>, FileError> {
+    value
+        .map(|s| {
+            s.parse().map_err(|problem| FileError::Value {
+                path: path.to_path_buf(),
+                key,
+                problem,
+            })
+        })
+        .transpose()
+}
+
+/// A numeric key's value, checked against its range.
+fn checked<T: Number>(
+    value: Option<T>,
+    key: &'static str,
+    range: &Bounds,
+    path: &Path,
+) -> Result<Option<T>, FileError> {
+    value
+        .map(|v| {
+            bounds::check(v, range).map_err(|problem| FileError::Value {
+                path: path.to_path_buf(),
+                key,
+                problem,
+            })
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{PixelFormat, Size};
+
+    const FULL: &str = r#"
+source = "v4l:/dev/video0"
+model = "mobilenet-v2-f32"
+head = "/var/lib/edge-tl/home.head"
+threads = 4
+watch_head = true
+
+[camera]
+format = "mjpeg"
+size = "640x480"
+fps = 30
+
+[results]
+threshold = 0.7
+smooth = 5
+on_change = true
+top = 3
+
+[http]
+listen = "0.0.0.0:8080"
+token = "s3cret"
+
+[mqtt]
+url = "mqtt://broker.lan:1884"
+user = "edge"
+password = "pw"
+device_id = "kitchen-pi"
+discovery = false
+"#;
+
+    fn parse(text: &str) -> Result<RunLayer, FileError> {
+        super::parse(text, Path::new("/etc/edge-tl/config.toml"))
+    }
+
+    #[test]
+    fn every_key_parses_into_its_type() {
+        let c = parse(FULL).unwrap();
+        assert_eq!(c.threads, Some(4));
+        assert_eq!(c.threshold, Some(0.7));
+        assert_eq!(c.format, Some(PixelFormat::Mjpeg));
+        assert_eq!(
+            c.size,
+            Some(Size {
+                width: 640,
+                height: 480
+            })
+        );
+        assert_eq!(c.http_listen, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(c.device_id.as_deref(), Some("kitchen-pi"));
+        assert_eq!(c.discovery, Some(false));
+        assert_eq!(parse("").unwrap(), RunLayer::default());
+    }
+
+    #[test]
+    fn each_problem_names_the_file_and_the_key() {
+        let cases = [
+            (
+                "thresold = 0.5",
+                "/etc/edge-tl/config.toml: ",
+                "unknown field `thresold`",
+            ),
+            (
+                "[results]\nthreshold = 1.5",
+                "key `results.threshold`",
+                "must be between 0 and 1 (got 1.5)",
+            ),
+            (
+                "[results]\nthreshold = nan",
+                "key `results.threshold`",
+                "must be between 0 and 1 (got NaN)",
+            ),
+            (
+                "[results]\nsmooth = 0",
+                "key `results.smooth`",
+                "must be between 1 and 1000",
+            ),
+            (
+                "[results]\ntop = 0",
+                "key `results.top`",
+                "must be between 1 and 1000 (got 0)",
+            ),
+            (
+                "[camera]\nfps = -1",
+                "key `camera.fps`",
+                "must be above 0 and at most 1000 (got -1)",
+            ),
+            (
+                "[camera]\nsize = \"big\"",
+                "key `camera.size`",
+                "is not WIDTHxHEIGHT",
+            ),
+            (
+                "[camera]\nformat = \"h264\"",
+                "key `camera.format`",
+                "unknown pixel format \"h264\"",
+            ),
+            (
+                "source = \"rtsp://x\"",
+                "key `source`",
+                "use v4l:/dev/videoN",
+            ),
+            (
+                "threads = 0",
+                "key `threads`",
+                "must be between 1 and 256 (got 0)",
+            ),
+            (
+                "[http]\nlisten = \"8080\"",
+                "key `http.listen`",
+                "\"8080\" is not ADDRESS:PORT",
+            ),
+            (
+                "[mqtt]\nurl = \"broker:1883\"",
+                "key `mqtt.url`",
+                "not an mqtt:// address",
+            ),
+            (
+                "[mqtt]\ndevice_id = \"my pi\"",
+                "key `mqtt.device_id`",
+                "use letters, digits, - and _ only",
+            ),
+            (
+                "[mqtt]\nport = 1883",
+                "/etc/edge-tl/config.toml: ",
+                "unknown field `port`",
+            ),
+            (
+                "threads = \"four\"",
+                "/etc/edge-tl/config.toml: ",
+                "invalid type: string \"four\"",
+            ),
+            (
+                "[results]\ntop = 3\ntop = 4",
+                "/etc/edge-tl/config.toml: ",
+                "duplicate key",
+            ),
+            (
+                "source = \"é\"\nthresold = 1",
+                "line 2, column 1: ",
+                "unknown field `thresold`",
+            ),
+        ];
+        for (text, where_, what) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.starts_with("/etc/edge-tl/config.toml: "), "{err}");
+            assert!(
+                err.contains(where_) && err.contains(what),
+                "{text:?}: {err}"
+            );
+        }
+    }
+}
