@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes the pictures of the README's "What the network sees" section: feature maps of a cat,
+# Makes the pictures of docs/explain.md (what the network sees): feature maps of a cat,
 # "ideal" tabby cat and zebra pictures dreamed from noise, and a dog photo nudged into a cat,
 # each with its numbers as JSON beside it. They are not committed (the photos they start from
 # are for test use only); this script is how to see them.

@@ -14,13 +14,14 @@ use edge_tl::preprocess::{decode_file, to_input, TensorData};
 
 #[derive(Debug, Args)]
 pub struct Flags {
-    /// Output folder: one <name>.bin (raw tensor bytes) per picture, plus index.json
+    /// Output folder: 0000.bin, 0001.bin, ... (raw tensor bytes, one per picture, in order) and
+    /// index.json describing them
     #[arg(long, short = 'o', value_name = "DIR")]
     out: PathBuf,
     /// Pictures
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// Also write the embeddings and logits tract computes (tract.json)
+    /// Also put the embeddings and logits tract computes into index.json
     #[arg(long)]
     with_outputs: bool,
     #[command(flatten)]

@@ -3,7 +3,7 @@
 //! and to the weights (fine-tuning). tract, which runs everything on the device, computes no
 //! gradients. Behind the `grad` cargo feature: the device build does not carry it.
 //!
-//! Why candle and not burn (both measured on this machine kind, see the README): candle builds
+//! Why candle and not burn (both measured on this machine kind, see docs/design.md): candle builds
 //! in a few minutes as a plain library, while burn's ONNX import generates Rust code from the
 //! model in a build script and costs ~27 CPU-minutes, compiled twice; candle reads the very
 //! ONNX file tract runs, through tract's own protobuf parser, so both engines see the same

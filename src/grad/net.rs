@@ -6,6 +6,9 @@
 //! known intermediate tensors, which is how fine-tuning reuses the frozen prefix's activations.
 //! Tensors are NCHW inside, as the ONNX graph has them; the picture goes in as the graph's
 //! input after its `Cast` to float: (N, H, W, 3) pixel values in 0..255.
+//!
+//! It is one file of a little over 500 lines on purpose: reading the graph, evaluating it and
+//! making weights trainable share one node representation and are changed together.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

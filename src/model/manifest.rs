@@ -167,7 +167,7 @@ pub const BUILTIN_LABELS: &[(&str, &str)] = &[(
 /// Name of the model used when `--model` is not given: the quantization-aware-trained
 /// MobileNetV2 with its int8 weights stored as float32. It is the same network as the int8
 /// QDQ file, and tract runs it 2-3x faster than the QDQ graph (whose activation fake-quant
-/// pairs tract executes as separate ops); see the README's speed section.
+/// pairs tract executes as separate ops); see docs/performance.md.
 pub const DEFAULT_MODEL: &str = "mobilenet-v2-f32";
 
 impl Manifest {

@@ -117,7 +117,7 @@ fn input_gradients_match_finite_differences() {
 }
 
 /// Dreaming from noise raises the class probability step after step (a few steps here; the
-/// README's 300-step run reaches >= 0.9).
+/// documented 300-step run (docs/explain.md) reaches >= 0.9).
 #[test]
 fn dreaming_raises_the_class_probability() {
     use edge_tl::explain::dream::{dream, DreamOptions};

@@ -1,7 +1,7 @@
 //! Channel-last convolutions tract runs slowly on x86_64, replaced at load time by one op of
 //! ours ([`TapConv`]) that computes the convolution, its bias and its ReLU6 in one pass.
 //!
-//! The profile of MobileNetV2 in tract 0.23 (README, "Speed") put most of the gap to
+//! The profile of MobileNetV2 in tract 0.23 (docs/performance.md) put most of the gap to
 //! onnxruntime in the first layers: 112x112 and 56x56 pictures with few channels. There
 //! tract multiplies matrices with 16 to 32 terms per sum, packs the activations into panels
 //! first, and its AVX-512 tiles store the result one float at a time; the stem (3x3 over
