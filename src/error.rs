@@ -150,6 +150,30 @@ pub enum StoreError {
         got: u64,
         expected: String,
     },
+    /// No byte for the stall timeout: a slow link keeps sending, this one stopped.
+    #[error("downloading {url}: no data for {seconds} s after {got}{of} bytes; the server stalled, nothing was installed, try again")]
+    Stalled {
+        url: String,
+        seconds: u64,
+        got: u64,
+        /// ` of N` when the size is known.
+        of: String,
+    },
+    /// The server's Content-Length is larger than the manifest's size: refused before reading.
+    #[error("downloading {url}: the server announces {announced} bytes but the manifest says {expected}; this is not the model's file, nothing was installed")]
+    AnnouncedTooLong {
+        url: String,
+        announced: u64,
+        expected: u64,
+    },
+    /// More bytes than the manifest's size arrived (an endless or wrong source); reading stopped
+    /// one byte past the size.
+    #[error("{from}: more than the manifest's {expected} bytes arrived (stopped after {got}); this is not the model's file, nothing was installed")]
+    TooLong {
+        from: String,
+        expected: u64,
+        got: u64,
+    },
     #[error("{from}: sha256 {actual} does not match the manifest of {name} ({expected}); nothing was installed")]
     HashMismatch {
         from: String,

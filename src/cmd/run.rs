@@ -13,7 +13,7 @@ use super::run_services::Services;
 use edge_tl::live::{run_loop, HeadWatcher};
 use edge_tl::pipeline::Pipeline;
 use edge_tl::settings::bounds::{self, flag};
-use edge_tl::settings::{file, RunLayer, RunSettings};
+use edge_tl::settings::{file, RunLayer, RunSettings, Secret};
 use edge_tl::sink::systemd::SystemdNotify;
 use edge_tl::sink::{Fanout, JsonLines, OnChange, Sink};
 use edge_tl::source::Feed;
@@ -65,7 +65,8 @@ struct ServiceArgs {
     /// Serve the live page and the HTTP API on ADDRESS:PORT (e.g. 127.0.0.1:8080)
     #[arg(long, env = "EDGE_TL_HTTP", value_name = "ADDR:PORT")]
     http: Option<std::net::SocketAddr>,
-    /// Bearer token for the HTTP service (required unless it listens on loopback)
+    /// Bearer token for the HTTP service (required unless it listens on loopback); visible in
+    /// ps: prefer EDGE_TL_HTTP_TOKEN or --http-token-file
     #[arg(
         long,
         env = "EDGE_TL_HTTP_TOKEN",
@@ -73,6 +74,9 @@ struct ServiceArgs {
         value_name = "TOKEN"
     )]
     http_token: Option<String>,
+    /// File holding the bearer token, read once at start (a trailing newline is ignored)
+    #[arg(long, value_name = "FILE", conflicts_with = "http_token")]
+    http_token_file: Option<PathBuf>,
     /// Dataset folder the page's captures go to and trains from [default: dataset]
     #[arg(long, short = 'd', env = "EDGE_TL_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
@@ -82,7 +86,7 @@ struct ServiceArgs {
     /// MQTT user name
     #[arg(long, env = "EDGE_TL_MQTT_USER", value_name = "USER")]
     mqtt_user: Option<String>,
-    /// MQTT password
+    /// MQTT password; visible in ps: prefer EDGE_TL_MQTT_PASSWORD or --mqtt-password-file
     #[arg(
         long,
         env = "EDGE_TL_MQTT_PASSWORD",
@@ -90,6 +94,9 @@ struct ServiceArgs {
         value_name = "PASSWORD"
     )]
     mqtt_password: Option<String>,
+    /// File holding the MQTT password, read once at start (a trailing newline is ignored)
+    #[arg(long, value_name = "FILE", conflicts_with = "mqtt_password")]
+    mqtt_password_file: Option<PathBuf>,
     /// This device's name in MQTT topics [default: the host name]
     #[arg(long, env = "EDGE_TL_DEVICE_ID", value_name = "ID", value_parser = device_id)]
     device_id: Option<String>,
@@ -99,6 +106,19 @@ fn mqtt_url(s: &str) -> Result<String, String> {
     edge_tl::sink::mqtt::parse_url(s)
         .map(|_| s.to_string())
         .map_err(|e| e.to_string())
+}
+
+/// A secret from its flag or its file flag (clap refuses both at once); the file is read
+/// when the settings are resolved.
+fn secret(value: &Option<String>, file: &Option<PathBuf>, file_flag: &str) -> Option<Secret> {
+    match (value, file) {
+        (_, Some(path)) => Some(Secret::File {
+            path: path.clone(),
+            setting: file_flag.to_string(),
+        }),
+        (Some(value), None) => Some(Secret::Value(value.clone())),
+        (None, None) => None,
+    }
 }
 
 fn device_id(s: &str) -> Result<String, String> {
@@ -123,10 +143,14 @@ impl Flags {
             top: self.top,
             frames: self.frames,
             http_listen: s.http,
-            http_token: s.http_token.clone(),
+            http_token: secret(&s.http_token, &s.http_token_file, "--http-token-file"),
             mqtt_url: s.mqtt.clone(),
             mqtt_user: s.mqtt_user.clone(),
-            mqtt_password: s.mqtt_password.clone(),
+            mqtt_password: secret(
+                &s.mqtt_password,
+                &s.mqtt_password_file,
+                "--mqtt-password-file",
+            ),
             device_id: s.device_id.clone(),
             ..self.source.layer()
         }

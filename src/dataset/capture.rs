@@ -1,6 +1,7 @@
 //! Saving captured frames as training samples: `<data>/<label>/<timestamp>-<n>.jpg`, written
 //! to a hidden temporary file in the label folder and renamed into place without ever
-//! replacing an existing file, so an interrupted capture leaves only whole pictures.
+//! replacing an existing file, so an interrupted capture leaves only whole pictures. Pictures
+//! get mode `0666` less the umask ([`crate::atomic_file`]).
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -74,11 +75,9 @@ pub fn save_sample(dir: &Path, frame: &RawFrame, n: u64) -> Result<PathBuf, Capt
         path: path.to_path_buf(),
         source,
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".capture-")
-        .suffix(".part")
-        .tempfile_in(dir)
-        .map_err(|e| write_err(dir, e))?;
+    // Named and moded by atomic_file like every other write; the first capture into a folder
+    // also removes what killed captures left there.
+    let mut tmp = crate::atomic_file::temp_file_in(dir).map_err(|e| write_err(dir, e))?;
     tmp.write_all(&bytes)
         .map_err(|e| write_err(tmp.path(), e))?;
     tmp.as_file()
@@ -149,6 +148,23 @@ mod tests {
             Err(CaptureError::Decode(_))
         ));
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn samples_follow_the_umask_and_dead_leftovers_are_cleaned() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = label_dir(root.path(), "cat").unwrap();
+        let [dead, live, fresh] = crate::atomic_file::test_leftovers::plant(&dir);
+        let rgb = image::RgbImage::from_pixel(8, 8, image::Rgb([9, 9, 9]));
+        let saved = save_sample(&dir, &frame(FrameData::Rgb(rgb)), 1).unwrap();
+        assert!(!dead.exists(), "a dead capture's leftover is removed");
+        assert!(
+            live.exists() && fresh.exists(),
+            "live and fresh files are kept"
+        );
+        let mode = std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666 & !crate::atomic_file::test_umask());
     }
 
     #[test]

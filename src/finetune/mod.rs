@@ -375,3 +375,56 @@ pub fn finetune(
         embedding,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_no_run_can_use_are_refused_before_training() {
+        assert!(FinetuneOptions::default().check().is_ok());
+        for (options, name) in [
+            (
+                FinetuneOptions {
+                    epochs: 0,
+                    ..FinetuneOptions::default()
+                },
+                "epochs",
+            ),
+            (
+                FinetuneOptions {
+                    batch: 0,
+                    ..FinetuneOptions::default()
+                },
+                "batch",
+            ),
+            (
+                FinetuneOptions {
+                    lr: f64::NAN,
+                    ..FinetuneOptions::default()
+                },
+                "lr",
+            ),
+            (
+                FinetuneOptions {
+                    mix: 1.5,
+                    ..FinetuneOptions::default()
+                },
+                "mix",
+            ),
+            (
+                FinetuneOptions {
+                    val_fraction: 1.0,
+                    ..FinetuneOptions::default()
+                },
+                "val_fraction",
+            ),
+        ] {
+            let e = options.check().unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("fine-tuning option {name}: ")),
+                "{e}"
+            );
+        }
+    }
+}

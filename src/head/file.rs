@@ -1,7 +1,8 @@
 //! The head file: JSON with a format tag and version, the labels, the backbone (name + sha256 +
 //! preprocessing), and the classifier. Written to a temporary file in the same folder and
 //! renamed, so a crash or a full disk never leaves a half-written head where a running camera
-//! loop would pick it up.
+//! loop would pick it up. The same checks run on save and on load, so a head that would
+//! predict NaN or name two classes alike is neither written nor used.
 
 use std::io::Write;
 use std::path::Path;
@@ -24,21 +25,21 @@ struct Envelope<H> {
     head: H,
 }
 
-/// Writes `head` to `path` atomically.
+/// Writes `head` to `path` atomically (see [`crate::atomic_file`] for names and modes). A head
+/// that [`load`] would refuse is refused here, before anything is written, so training can
+/// never leave a head that `predict` or a running loop cannot use.
 pub fn save(head: &Head, path: &Path) -> Result<(), HeadError> {
+    check_head(head).map_err(|problem| HeadError::Inconsistent {
+        path: path.to_path_buf(),
+        problem,
+    })?;
     let write_err = |source| HeadError::Write {
         path: path.to_path_buf(),
         source,
     };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(write_err)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".head-")
-        .tempfile_in(dir)
-        .map_err(write_err)?;
+    let dir = crate::atomic_file::parent_dir(path);
+    std::fs::create_dir_all(&dir).map_err(write_err)?;
+    let mut tmp = crate::atomic_file::temp_file_in(&dir).map_err(write_err)?;
     let envelope = Envelope {
         format: FORMAT.to_string(),
         version: VERSION,
@@ -48,11 +49,12 @@ pub fn save(head: &Head, path: &Path) -> Result<(), HeadError> {
         .map_err(|e| write_err(std::io::Error::other(e)))?;
     tmp.as_file_mut().write_all(b"\n").map_err(write_err)?;
     tmp.as_file().sync_all().map_err(write_err)?;
-    tmp.persist(path).map_err(|e| write_err(e.error))?;
+    crate::atomic_file::persist(tmp, path).map_err(write_err)?;
     Ok(())
 }
 
-/// Reads and checks a head file.
+/// Reads and checks a head file (shapes, finite numbers, distinct labels); `predict`, `eval`,
+/// `run` and the hot swap of a running loop ([`crate::live::head_watch`]) all load through here.
 pub fn load(path: &Path) -> Result<Head, HeadError> {
     let bytes = std::fs::read(path).map_err(|source| HeadError::Read {
         path: path.to_path_buf(),
@@ -78,19 +80,38 @@ pub fn load(path: &Path) -> Result<Head, HeadError> {
         });
     }
     let head: Head = serde_json::from_value(envelope.head).map_err(parse_err)?;
-    check_shapes(&head).map_err(|problem| HeadError::Inconsistent {
+    check_head(&head).map_err(|problem| HeadError::Inconsistent {
         path: path.to_path_buf(),
         problem,
     })?;
     Ok(head)
 }
 
-fn check_shapes(head: &Head) -> Result<(), String> {
+/// Why a head would predict nonsense, naming the field: the shapes must agree with the labels
+/// and the embedding width; every number must be finite (JSON has no infinity: serde_json
+/// writes one as `null`, which no head can be read from, and reads `1e39` as an f32 infinity,
+/// which makes every probability NaN); a spread must not be negative (0 is a constant
+/// dimension, which the scaler maps to 0); and labels must be non-empty and distinct (two
+/// classes under one name cannot be told apart in any result).
+fn check_head(head: &Head) -> Result<(), String> {
     let (classes, dim) = (head.labels.len(), head.backbone.embedding_dim);
     if classes < 2 {
         return Err(format!("{classes} labels; a head needs at least 2"));
     }
-    let rows: Vec<&Vec<f32>> = match &head.classifier {
+    for (i, label) in head.labels.iter().enumerate() {
+        if label.trim().is_empty() {
+            return Err(format!("labels[{i}] is empty"));
+        }
+        if let Some(j) = head.labels[..i].iter().position(|l| l == label) {
+            return Err(format!(
+                "label {label:?} appears twice (labels[{j}] and labels[{i}])"
+            ));
+        }
+    }
+    if dim == 0 {
+        return Err("the embedding width is 0".to_string());
+    }
+    match &head.classifier {
         Classifier::Logistic { scaler, model } => {
             if scaler.dim() != dim || scaler.std.len() != dim {
                 return Err(format!(
@@ -101,14 +122,47 @@ fn check_shapes(head: &Head) -> Result<(), String> {
             if model.bias.len() != classes {
                 return Err(format!("{} biases for {classes} labels", model.bias.len()));
             }
-            model.weights.iter().collect()
+            check_rows("weights", &model.weights, classes, dim)?;
+            check_finite("bias", &model.bias)?;
+            check_finite("scaler.mean", &scaler.mean)?;
+            check_finite("scaler.std", &scaler.std)?;
+            if let Some(i) = scaler.std.iter().position(|&s| s < 0.0) {
+                return Err(format!(
+                    "scaler.std[{i}] is {}; a spread is never negative",
+                    scaler.std[i]
+                ));
+            }
         }
-        Classifier::Centroid { model } => model.centroids.iter().collect(),
-    };
-    if rows.len() != classes || rows.iter().any(|r| r.len() != dim) {
-        return Err(format!("weights are not {classes} rows of {dim}"));
+        Classifier::Centroid { model } => {
+            check_rows("centroids", &model.centroids, classes, dim)?;
+            let t = model.temperature;
+            if !(t.is_finite() && t > 0.0) {
+                return Err(format!("temperature is {t}; it must be a positive number"));
+            }
+        }
     }
     Ok(())
+}
+
+/// `classes` rows of `dim` finite numbers.
+fn check_rows(field: &str, rows: &[Vec<f32>], classes: usize, dim: usize) -> Result<(), String> {
+    if rows.len() != classes || rows.iter().any(|r| r.len() != dim) {
+        return Err(format!("{field} are not {classes} rows of {dim}"));
+    }
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(j) = row.iter().position(|v| !v.is_finite()) {
+            return Err(format!("{field}[{i}][{j}] is {}", row[j]));
+        }
+    }
+    Ok(())
+}
+
+/// Every number finite.
+fn check_finite(field: &str, values: &[f32]) -> Result<(), String> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(format!("{field}[{i}] is {}", values[i])),
+        None => Ok(()),
+    }
 }
 
 /// The first 12 characters of a hash for messages; by characters, since a damaged head file
@@ -129,4 +183,198 @@ pub fn check_backbone(head: &Head, model: &ResolvedModel, path: &Path) -> Result
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::atomic_file::{test_leftovers, test_umask};
+    use crate::head::{Backbone, CentroidModel, LinearModel, Scaler, TrainingInfo};
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+
+    fn head_with(classifier: Classifier) -> Head {
+        let m = crate::model::store::manifest_by_name("mobilenet-v2-f32").unwrap();
+        Head {
+            labels: vec!["cat".into(), "dog".into()],
+            backbone: Backbone {
+                name: "t".into(),
+                sha256: "00".repeat(32),
+                embedding_dim: 3,
+                input: m.input,
+                preprocess: m.preprocess,
+            },
+            classifier,
+            training: TrainingInfo {
+                samples: vec![1, 1],
+                flip: false,
+                cv_accuracy: None,
+                cv_folds: None,
+                created: 0,
+            },
+        }
+    }
+
+    /// A good logistic head; a std of 0 (a constant dimension) is fine.
+    fn head() -> Head {
+        head_with(Classifier::Logistic {
+            scaler: Scaler {
+                mean: vec![0.1, 1.0, 1.0],
+                std: vec![0.5, 2.0, 0.0],
+            },
+            model: LinearModel {
+                weights: vec![vec![1.0, -2.0, 3.0], vec![0.5, 0.25, -1.0]],
+                bias: vec![0.1, -0.2],
+                alpha: 1.0,
+                solver: crate::head::logistic::Solver::Lbfgs,
+            },
+        })
+    }
+
+    fn centroid_head() -> Head {
+        head_with(Classifier::Centroid {
+            model: CentroidModel::fit(&[vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 1.0]], &[0, 1], 2),
+        })
+    }
+
+    /// Saves `good` as `dir/name`, then changes the head in its JSON with `edit` and writes it
+    /// back as it is, the way a damaged or hand-made file would look.
+    fn edited(
+        dir: &Path,
+        name: &str,
+        good: Head,
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> PathBuf {
+        let path = dir.join(name);
+        save(&good, &path).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        edit(&mut v["head"]);
+        std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        path
+    }
+
+    fn refused(path: &Path, problem: &str) {
+        let err = load(path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("{}: the head is inconsistent: {problem}", path.display())
+        );
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn non_finite_or_inconsistent_heads_are_refused_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let good = edited(d, "good.head", head(), |_| {});
+        assert_eq!(load(&good).unwrap(), head());
+        // 1e39 is a valid JSON number that overflows an f32 to infinity.
+        let p = edited(d, "w.head", head(), |h| {
+            h["classifier"]["model"]["weights"][1][2] = serde_json::json!(1e39)
+        });
+        refused(&p, "weights[1][2] is inf");
+        let p = edited(d, "b.head", head(), |h| {
+            h["classifier"]["model"]["bias"][0] = serde_json::json!(1e39)
+        });
+        refused(&p, "bias[0] is inf");
+        let p = edited(d, "m.head", head(), |h| {
+            h["classifier"]["scaler"]["mean"][2] = serde_json::json!(-1e40)
+        });
+        refused(&p, "scaler.mean[2] is -inf");
+        let p = edited(d, "s.head", head(), |h| {
+            h["classifier"]["scaler"]["std"][1] = serde_json::json!(1e39)
+        });
+        refused(&p, "scaler.std[1] is inf");
+        let p = edited(d, "n.head", head(), |h| {
+            h["classifier"]["scaler"]["std"][0] = serde_json::json!(-0.5)
+        });
+        refused(&p, "scaler.std[0] is -0.5; a spread is never negative");
+        let p = edited(d, "c.head", centroid_head(), |h| {
+            h["classifier"]["model"]["centroids"][0][1] = serde_json::json!(1e39)
+        });
+        refused(&p, "centroids[0][1] is inf");
+        let p = edited(d, "t.head", centroid_head(), |h| {
+            h["classifier"]["model"]["temperature"] = serde_json::json!(-1.0)
+        });
+        refused(&p, "temperature is -1; it must be a positive number");
+        let p = edited(d, "l.head", head(), |h| {
+            h["labels"] = serde_json::json!(["cat", "cat"])
+        });
+        refused(&p, "label \"cat\" appears twice (labels[0] and labels[1])");
+        let p = edited(d, "e.head", head(), |h| {
+            h["labels"] = serde_json::json!(["cat", " "])
+        });
+        refused(&p, "labels[1] is empty");
+    }
+
+    #[test]
+    fn heads_that_would_predict_nonsense_are_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.head");
+        let mut nan_std = head();
+        if let Classifier::Logistic { scaler, .. } = &mut nan_std.classifier {
+            scaler.std[1] = f32::NAN;
+        }
+        let err = save(&nan_std, &path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: the head is inconsistent: scaler.std[1] is NaN",
+                path.display()
+            )
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "neither the head nor a temporary file is written"
+        );
+
+        // A good head is replaced by neither an infinite one nor one with a label twice.
+        save(&head(), &path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let mut inf = head();
+        if let Classifier::Logistic { model, .. } = &mut inf.classifier {
+            model.weights[1][2] = f32::INFINITY;
+        }
+        let err = save(&inf, &path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: the head is inconsistent: weights[1][2] is inf",
+                path.display()
+            )
+        );
+        let mut twice = head();
+        twice.labels = vec!["cat".into(), "cat".into()];
+        let err = save(&twice, &path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: the head is inconsistent: label \"cat\" appears twice (labels[0] and labels[1])",
+                path.display()
+            )
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn saving_follows_the_umask_keeps_a_replaced_mode_and_cleans_dead_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let [dead, live, fresh] = test_leftovers::plant(dir.path());
+        let path = dir.path().join("h.head");
+        save(&head(), &path).unwrap();
+        assert!(!dead.exists(), "a dead process's leftover is removed");
+        assert!(live.exists(), "this process's temporary file is kept");
+        assert!(fresh.exists(), "a recently changed file is kept");
+        assert_eq!(mode(&path), 0o666 & !test_umask());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        save(&centroid_head(), &path).unwrap();
+        assert_eq!(mode(&path), 0o640);
+        assert_eq!(load(&path).unwrap(), centroid_head());
+    }
 }

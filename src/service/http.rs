@@ -1,15 +1,21 @@
 //! Routes of the HTTP service. Every answer but the page, the preview and the metrics is JSON;
 //! errors are `{"error": "..."}` with a fitting status code.
+//!
+//! Before any route, [`guard`] refuses what a web page on another site can make a browser
+//! send: without a token, requests for another host name (DNS rebinding) and changes that
+//! come from another site; with one, changes from another site (the token rules are in
+//! [`auth`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
@@ -30,17 +36,30 @@ const PAGE: &str = include_str!("page.html");
 const COOKIE: &str = "edge_tl_token";
 /// `/healthz` fails when no result came for this long.
 const STALL: f64 = 10.0;
+/// Largest request body read: the API takes small JSON objects.
+const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Clone)]
 struct App {
     hub: Arc<Hub>,
     token: Option<Arc<str>>,
+    /// The address the service listens on (its real port, also with port 0 asked).
+    listen: SocketAddr,
+    /// Time to send the body of a change.
+    body_read: Duration,
 }
 
-pub(super) fn router(hub: Arc<Hub>, token: Option<String>) -> Router {
+pub(super) fn router(
+    hub: Arc<Hub>,
+    token: Option<String>,
+    listen: SocketAddr,
+    body_read: Duration,
+) -> Router {
     let app = App {
         hub,
         token: token.filter(|t| !t.is_empty()).map(Arc::from),
+        listen,
+        body_read,
     };
     Router::new()
         .route("/", get(page))
@@ -60,6 +79,8 @@ pub(super) fn router(hub: Arc<Hub>, token: Option<String>) -> Router {
             )
         })
         .layer(middleware::from_fn_with_state(app.clone(), auth))
+        // The outer layer runs first.
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
 }
 
@@ -67,7 +88,162 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": message.to_string() }))).into_response()
 }
 
-/// Without a token everything is open (loopback only, see `HttpSettings::check`). With one,
+/// Refuses what a web page on another site could make a visitor's browser send. Without a
+/// token the service trusts whoever reaches it on loopback, and a browser on the same machine
+/// does: so it answers only requests addressed to it by a local name (a page of
+/// `attacker.example` whose name then resolves to 127.0.0.1, DNS rebinding, sends
+/// `Host: attacker.example`), and takes changes (POST, ...) only with a JSON body or none,
+/// which an HTML form on another site cannot send without the browser asking first. With or
+/// without a token, a change that says it comes from another site (`Origin`,
+/// `Sec-Fetch-Site`) is refused. The body of a change is read here, within `body_read`, so a
+/// client that never sends it does not hold a handler.
+async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
+    let open = app.token.is_none();
+    if open {
+        if let Err(why) = local_host(req.headers(), req.uri(), app.listen) {
+            return error(StatusCode::MISDIRECTED_REQUEST, why);
+        }
+    }
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    if let Err(why) = same_site(req.headers()) {
+        return error(StatusCode::FORBIDDEN, why);
+    }
+    if open {
+        if let Err(why) = json_or_nothing(req.headers()) {
+            return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, why);
+        }
+    }
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(app.body_read, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(e)) => error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "cannot read the request body (at most {} KiB): {e}",
+                MAX_BODY / 1024
+            ),
+        ),
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s",
+                app.body_read.as_secs_f64()
+            ),
+        ),
+    }
+}
+
+/// `Ok` when the request names this service by a local name (`localhost`, `127.0.0.1`,
+/// `[::1]` or the listening address) with the listening port; else why not.
+fn local_host(headers: &HeaderMap, uri: &Uri, listen: SocketAddr) -> Result<(), String> {
+    let host = match headers.get(header::HOST) {
+        Some(v) => v.to_str().ok(),
+        None => uri.authority().map(|a| a.as_str()),
+    };
+    let port = listen.port();
+    match host {
+        Some(h) if names_this(h, listen) => Ok(()),
+        _ => Err(format!(
+            "refused: the request is addressed to {}, not to this service \
+             (localhost:{port}, 127.0.0.1:{port} or [::1]:{port}); without --http-token only \
+             local names are answered, so that no web page can reach the service under a name \
+             of its own (DNS rebinding). Open http://127.0.0.1:{port}/",
+            host.map_or("no host".to_string(), |h| format!("{h:?}"))
+        )),
+    }
+}
+
+/// Whether `host` (a `Host` header: `name[:port]`) is a local name of the service listening on
+/// `listen`, with its port (none given means 80).
+fn names_this(host: &str, listen: SocketAddr) -> bool {
+    let host = host.trim().to_ascii_lowercase();
+    // The last colon separates the port, unless it is inside an IPv6 literal's brackets.
+    let (name, port) = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => (&host[..i], Some(&host[i + 1..])),
+        _ => (host.as_str(), None),
+    };
+    let port_ok = match port {
+        Some(p) => p.parse::<u16>().ok() == Some(listen.port()),
+        None => listen.port() == 80,
+    };
+    let own = match listen.ip() {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    port_ok && (["localhost", "127.0.0.1", "[::1]"].contains(&name) || name == own)
+}
+
+/// `Ok` unless the request says it comes from a page of another site: `Sec-Fetch-Site`
+/// (`cross-site`, `same-site`) or an `Origin` that is not this service's own
+/// (`http://` or `https://` and the `Host` the request was sent to).
+fn same_site(headers: &HeaderMap) -> Result<(), String> {
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if let Some(site @ ("cross-site" | "same-site")) = fetch_site {
+        return Err(format!(
+            "refused: a change requested by a page of another site (Sec-Fetch-Site: {site}); \
+             use the page this service serves, or the API from a program"
+        ));
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let own = !host.is_empty()
+        && ["http://", "https://"].iter().any(|scheme| {
+            origin
+                .strip_prefix(*scheme)
+                .is_some_and(|o| o.eq_ignore_ascii_case(host))
+        });
+    if own {
+        return Ok(());
+    }
+    Err(format!(
+        "refused: a change requested by a page of {origin:?}, another site than this service \
+         ({host:?}); use the page this service serves, or the API from a program (which sends \
+         no Origin)"
+    ))
+}
+
+/// Without a token, a change must carry JSON or no body at all: a form on any web site can
+/// send `application/x-www-form-urlencoded`, `multipart/form-data` or `text/plain` without
+/// the browser asking the service first, but not `application/json`.
+fn json_or_nothing(headers: &HeaderMap) -> Result<(), String> {
+    let content_type = headers.get(header::CONTENT_TYPE);
+    let body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0);
+    let got = match content_type {
+        None if !body => return Ok(()),
+        None => "a body without a Content-Type".to_string(),
+        Some(v) => {
+            let text = v.to_str().unwrap_or("");
+            let essence = text.split(';').next().unwrap_or("").trim();
+            if essence.eq_ignore_ascii_case("application/json") {
+                return Ok(());
+            }
+            format!("Content-Type {text:?}")
+        }
+    };
+    Err(format!(
+        "refused: a change takes a JSON body (Content-Type: application/json) or none, not \
+         {got}: a form on another web site could send that"
+    ))
+}
+
+/// Without a token, whatever [`guard`] lets through is open (loopback only, see
+/// `HttpSettings::check`). With one,
 /// every route but `/healthz` needs it: `Authorization: Bearer`, the cookie, or `?token=`
 /// (which also sets the cookie, so a browser opens `/?token=...` once).
 async fn auth(State(app): State<App>, req: Request, next: Next) -> Response {
@@ -117,13 +293,18 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-/// Compares without stopping at the first difference (no timing hint about the token).
+/// Compares in a time that depends on the lengths only, never on where the first difference
+/// is: over the longer length (missing bytes count as 0), folding every difference and the
+/// difference of the lengths, so neither a wrong byte nor a wrong length ends it early.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    std::hint::black_box(diff) == 0
 }
 
 async fn page() -> Html<&'static str> {
@@ -342,9 +523,90 @@ mod tests {
     #[test]
     fn tokens_compare_whole() {
         assert!(same("abc", "abc"));
+        assert!(same("", ""));
         assert!(!same("abc", "abd"));
+        assert!(!same("xbc", "abc"));
+        // Prefixes either way, and a difference hidden by zero padding.
         assert!(!same("abc", "abcd"));
+        assert!(!same("abcd", "abc"));
+        assert!(!same("abc", "abc\0"));
         assert!(!same("", "a"));
+        assert!(!same("a", ""));
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn only_local_names_with_the_listening_port_are_this_service() {
+        let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LocalHost:8080",
+            "[::1]:8080",
+        ] {
+            assert!(names_this(ok, listen), "{ok}");
+        }
+        for bad in [
+            "attacker.example",
+            "attacker.example:8080",
+            "127.0.0.1:8081",
+            "127.0.0.1",
+            "localhost.attacker.example:8080",
+            "[::1]",
+            "",
+        ] {
+            assert!(!names_this(bad, listen), "{bad}");
+        }
+        assert!(names_this("localhost", "127.0.0.1:80".parse().unwrap()));
+        assert!(names_this("127.0.0.2:9", "127.0.0.2:9".parse().unwrap()));
+        let e = local_host(
+            &headers(&[("host", "attacker.example")]),
+            &Uri::from_static("/snapshot.jpg"),
+            listen,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("\"attacker.example\"") && e.contains("DNS rebinding"),
+            "{e}"
+        );
+        assert!(local_host(&HeaderMap::new(), &Uri::from_static("/"), listen).is_err());
+    }
+
+    #[test]
+    fn changes_from_other_sites_are_refused() {
+        let host = ("host", "127.0.0.1:8080");
+        assert!(same_site(&headers(&[host])).is_ok());
+        assert!(same_site(&headers(&[host, ("origin", "http://127.0.0.1:8080")])).is_ok());
+        assert!(same_site(&headers(&[host, ("sec-fetch-site", "same-origin")])).is_ok());
+        let e = same_site(&headers(&[host, ("origin", "http://evil.example")])).unwrap_err();
+        assert!(e.contains("\"http://evil.example\""), "{e}");
+        assert!(same_site(&headers(&[host, ("origin", "null")])).is_err());
+        assert!(same_site(&headers(&[host, ("origin", "http://127.0.0.1:9999")])).is_err());
+        assert!(same_site(&headers(&[host, ("sec-fetch-site", "cross-site")])).is_err());
+        assert!(same_site(&headers(&[host, ("sec-fetch-site", "same-site")])).is_err());
+    }
+
+    #[test]
+    fn changes_take_json_or_nothing_without_a_token() {
+        let json = ("content-type", "application/json; charset=utf-8");
+        assert!(json_or_nothing(&headers(&[json, ("content-length", "2")])).is_ok());
+        assert!(json_or_nothing(&headers(&[("content-length", "0")])).is_ok());
+        assert!(json_or_nothing(&HeaderMap::new()).is_ok());
+        let form = ("content-type", "application/x-www-form-urlencoded");
+        let e = json_or_nothing(&headers(&[form, ("content-length", "3")])).unwrap_err();
+        assert!(e.contains("application/x-www-form-urlencoded"), "{e}");
+        assert!(json_or_nothing(&headers(&[("content-type", "text/plain")])).is_err());
+        assert!(json_or_nothing(&headers(&[("content-length", "3")])).is_err());
     }
 
     #[test]

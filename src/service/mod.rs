@@ -5,9 +5,11 @@
 //! The inference loop only hands each result and frame to the [`Hub`] (a few pointer swaps);
 //! the server runs on its own one-worker tokio runtime and reads from there. Clients that are
 //! slow, many or malformed cost sockets and tasks on that runtime, never a wait in the loop:
-//! every channel is newest-wins.
+//! every channel is newest-wins. Connections are accepted within [`HttpLimits`] (times to send
+//! a request, caps on open connections), so idle sockets cannot use up the process's files.
 
 mod http;
+mod listen;
 pub mod metrics;
 pub mod teach;
 
@@ -18,8 +20,8 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::prediction::LiveResult;
-pub use crate::settings::HttpSettings;
 use crate::settings::SettingsError;
+pub use crate::settings::{HttpLimits, HttpSettings};
 use crate::sink::{Flow, Sink};
 use crate::source::RawFrame;
 pub use metrics::Metrics;
@@ -104,7 +106,7 @@ impl Sink for HubSink {
 }
 
 /// Binds `settings.listen` (so a taken port is an error now, not later) and serves on
-/// `runtime`. Returns the address bound (useful with port 0).
+/// `runtime`, within `settings.limits`. Returns the address bound (useful with port 0).
 pub fn serve(
     settings: &HttpSettings,
     hub: Arc<Hub>,
@@ -122,12 +124,12 @@ pub fn serve(
         let _entered = runtime.enter();
         tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?
     };
-    let app = http::router(hub, settings.token.clone());
-    runtime.spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            log::error!("HTTP service on {addr} stopped: {e}");
-        }
-    });
+    let app = http::router(hub, settings.token.clone(), addr, settings.limits.body_read);
+    runtime.spawn(listen::serve_connections(
+        listener,
+        app,
+        settings.limits.clone(),
+    ));
     Ok(addr)
 }
 

@@ -23,12 +23,12 @@
 //!
 //! [http]
 //! listen = "127.0.0.1:8080"
-//! token = "..."            # required when listen is not a loopback address
+//! token_file = "/etc/edge-tl/token"  # or token = "..."; needed when listen is not loopback
 //!
 //! [mqtt]
 //! url = "mqtt://localhost:1883"
 //! user = "edge-tl"
-//! password = "..."
+//! password_file = "/etc/edge-tl/mqtt-password"  # or password = "..."
 //! device_id = "kitchen"    # default: the host name
 //! discovery = true         # Home Assistant discovery
 //! ```
@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::bounds::{self, Bounds, Number};
-use super::RunLayer;
+use super::{RunLayer, Secret};
 
 /// The file as written; every key is optional.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -85,6 +85,8 @@ struct ResultsKeys {
 struct HttpKeys {
     listen: Option<String>,
     token: Option<String>,
+    /// A file holding the token, so this file can be readable by more than the service.
+    token_file: Option<PathBuf>,
 }
 
 /// `[mqtt]`: publishing to a broker (off unless `url` is set).
@@ -94,6 +96,7 @@ struct MqttKeys {
     url: Option<String>,
     user: Option<String>,
     password: Option<String>,
+    password_file: Option<PathBuf>,
     device_id: Option<String>,
     topic_prefix: Option<String>,
     discovery: Option<bool>,
@@ -176,6 +179,18 @@ impl FileSettings {
             })?),
             None => None,
         };
+        let http_token = secret(
+            self.http.token,
+            self.http.token_file,
+            ("http.token", "http.token_file"),
+            path,
+        )?;
+        let mqtt_password = secret(
+            m.password,
+            m.password_file,
+            ("mqtt.password", "mqtt.password_file"),
+            path,
+        )?;
         let source = match self.source {
             Some(s) => Some(
                 s.parse()
@@ -201,15 +216,39 @@ impl FileSettings {
             top: checked(r.top, "results.top", &bounds::TOP, path)?,
             frames: None,
             http_listen,
-            http_token: self.http.token,
+            http_token,
             mqtt_url: m.url,
             mqtt_user: m.user,
-            mqtt_password: m.password,
+            mqtt_password,
             device_id: m.device_id,
             topic_prefix: m.topic_prefix,
             discovery: m.discovery,
             discovery_prefix: m.discovery_prefix,
         })
+    }
+}
+
+/// A secret given by its value or by a file (`keys`: the value's key, the file's key); both
+/// at once is an error, as the file could not say which one it means.
+fn secret(
+    value: Option<String>,
+    file: Option<PathBuf>,
+    keys: (&'static str, &'static str),
+    path: &Path,
+) -> Result<Option<Secret>, FileError> {
+    let (value_key, file_key) = keys;
+    match (value, file) {
+        (Some(_), Some(_)) => Err(FileError::Value {
+            path: path.to_path_buf(),
+            key: file_key,
+            problem: format!("give either `{value_key}` or `{file_key}`, not both"),
+        }),
+        (Some(value), None) => Ok(Some(Secret::Value(value))),
+        (None, Some(file)) => Ok(Some(Secret::File {
+            path: file,
+            setting: format!("{}: key `{file_key}`", path.display()),
+        })),
+        (None, None) => Ok(None),
     }
 }
 
@@ -303,7 +342,24 @@ discovery = false
         assert_eq!(c.http_listen, Some("0.0.0.0:8080".parse().unwrap()));
         assert_eq!(c.device_id.as_deref(), Some("kitchen-pi"));
         assert_eq!(c.discovery, Some(false));
+        assert_eq!(c.http_token, Some(Secret::Value("s3cret".into())));
         assert_eq!(parse("").unwrap(), RunLayer::default());
+        let files = parse(
+            "[http]\ntoken_file = \"/etc/edge-tl/token\"\n[mqtt]\npassword_file = \"pw.txt\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            files.http_token,
+            Some(Secret::File {
+                path: PathBuf::from("/etc/edge-tl/token"),
+                setting: "/etc/edge-tl/config.toml: key `http.token_file`".into(),
+            })
+        );
+        let mqtt_file = match &files.mqtt_password {
+            Some(Secret::File { path, .. }) => path.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(mqtt_file, PathBuf::from("pw.txt"));
     }
 
     #[test]
@@ -373,6 +429,16 @@ discovery = false
                 "[mqtt]\ndevice_id = \"my pi\"",
                 "key `mqtt.device_id`",
                 "use letters, digits, - and _ only",
+            ),
+            (
+                "[http]\ntoken = \"a\"\ntoken_file = \"/t\"",
+                "key `http.token_file`",
+                "give either `http.token` or `http.token_file`, not both",
+            ),
+            (
+                "[mqtt]\npassword = \"a\"\npassword_file = \"/p\"",
+                "key `mqtt.password_file`",
+                "give either `mqtt.password` or `mqtt.password_file`, not both",
             ),
             (
                 "[mqtt]\nport = 1883",

@@ -12,6 +12,8 @@ pub mod file;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::live::LiveOptions;
 use crate::sink::mqtt::MqttSettings;
@@ -37,10 +39,10 @@ pub struct RunLayer {
     pub top: Option<usize>,
     pub frames: Option<u64>,
     pub http_listen: Option<SocketAddr>,
-    pub http_token: Option<String>,
+    pub http_token: Option<Secret>,
     pub mqtt_url: Option<String>,
     pub mqtt_user: Option<String>,
-    pub mqtt_password: Option<String>,
+    pub mqtt_password: Option<Secret>,
     pub device_id: Option<String>,
     pub topic_prefix: Option<String>,
     pub discovery: Option<bool>,
@@ -88,12 +90,79 @@ impl RunLayer {
     }
 }
 
+/// A secret (the HTTP token, the MQTT password) as one place gives it: the value itself, or a
+/// file that holds it. A file (or the environment variable) keeps the secret out of `ps` and
+/// out of a settings file others may read; it is read once, by [`RunSettings::resolve`].
+#[derive(Clone, PartialEq)]
+pub enum Secret {
+    Value(String),
+    File {
+        path: PathBuf,
+        /// The flag or key that named the file, for messages (`--http-token-file`).
+        setting: String,
+    },
+}
+
+/// Never the value: layers and settings are printed with `{:?}` in tests and while debugging.
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Value(_) => f.write_str("Value(***)"),
+            Secret::File { path, setting } => f
+                .debug_struct("File")
+                .field("path", path)
+                .field("setting", setting)
+                .finish(),
+        }
+    }
+}
+
+impl Secret {
+    /// The secret: the value, or the file's text without its trailing newline (what `echo`
+    /// and editors leave). A file that cannot be read, or holds nothing, is an error: a
+    /// service that meant to be guarded must not start open.
+    pub fn read(self) -> Result<String, SettingsError> {
+        match self {
+            Secret::Value(value) => Ok(value),
+            Secret::File { path, setting } => {
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(text) => text,
+                    Err(source) => {
+                        return Err(SettingsError::SecretFile {
+                            setting,
+                            path,
+                            source: Arc::new(source),
+                        })
+                    }
+                };
+                let secret = text.trim_end_matches(&['\n', '\r'][..]);
+                if secret.is_empty() {
+                    return Err(SettingsError::EmptySecretFile { setting, path });
+                }
+                Ok(secret.to_string())
+            }
+        }
+    }
+}
+
 /// Where the HTTP service listens and who may ask.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
     /// Bearer token; required unless `listen` is a loopback address.
     pub token: Option<String>,
+    pub limits: HttpLimits,
+}
+
+/// Never the token.
+impl std::fmt::Debug for HttpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSettings")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 impl HttpSettings {
@@ -103,6 +172,41 @@ impl HttpSettings {
             return Err(SettingsError::NoToken(self.listen));
         }
         Ok(())
+    }
+}
+
+/// What clients may hold of the HTTP service. Without limits, sockets that send nothing
+/// stayed open for ever: about 20,000 of them used up the process's file descriptors, the
+/// service stopped answering and a `dir:` source could not open its pictures any more.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpLimits {
+    /// Time a client has to send a whole request head once it starts waiting for one: a
+    /// connection that sends nothing, or half a head, is closed after it.
+    pub header_read: Duration,
+    /// Time a client has to send the body of a request that changes something (the API's
+    /// JSON), so a body that never comes does not hold a handler.
+    pub body_read: Duration,
+    /// A connection with no traffic for this long is closed once nothing is being answered
+    /// on it (a kept-alive connection between requests); a preview stream or a capture still
+    /// running is left to finish.
+    pub idle: Duration,
+    /// Connections open at once, in all; more are answered `503` and closed.
+    pub max_connections: usize,
+    /// Connections open at once from one client address (an IPv6 /64 counts as one client);
+    /// more are answered `503` and closed. A browser opens about 6 per site, plus one per
+    /// preview and event stream.
+    pub max_per_client: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            header_read: Duration::from_secs(10),
+            body_read: Duration::from_secs(10),
+            idle: Duration::from_secs(30),
+            max_connections: 256,
+            max_per_client: 32,
+        }
     }
 }
 
@@ -127,16 +231,30 @@ pub struct RunSettings {
 }
 
 /// A setting that cannot be used, or settings that do not go together.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SettingsError {
     #[error("{0}")]
     Conflict(String),
     #[error(
         "refusing to serve on {0} without a token: anyone on the network could capture and \
-         train; set --http-token (EDGE_TL_HTTP_TOKEN) or [http] token in the settings file, or \
-         listen on 127.0.0.1"
+         train; set --http-token-file FILE (or EDGE_TL_HTTP_TOKEN, --http-token) or [http] \
+         token_file / token in the settings file, or listen on 127.0.0.1"
     )]
     NoToken(SocketAddr),
+    /// `source` is in an `Arc` so that settings errors stay `Clone`.
+    #[error("{setting}: cannot read the secret file {}", path.display())]
+    SecretFile {
+        setting: String,
+        path: PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error(
+        "{setting}: the secret file {} is empty: write the secret into it (a trailing newline is \
+         fine)",
+        path.display()
+    )]
+    EmptySecretFile { setting: String, path: PathBuf },
 }
 
 /// The first camera, when no source is given.
@@ -150,9 +268,12 @@ impl RunSettings {
         let live_defaults = LiveOptions::default();
         let http = match layer.http_listen {
             Some(listen) => {
+                // Secret files are read here, once, and only for the parts that are on.
+                let token = layer.http_token.map(Secret::read).transpose()?;
                 let http = HttpSettings {
                     listen,
-                    token: layer.http_token.filter(|t| !t.is_empty()),
+                    token: token.filter(|t| !t.is_empty()),
+                    limits: HttpLimits::default(),
                 };
                 http.check()?;
                 Some(http)
@@ -161,15 +282,20 @@ impl RunSettings {
         };
         if layer.mqtt_password.is_some() && layer.mqtt_user.is_none() {
             return Err(SettingsError::Conflict(
-                "an MQTT password is set (--mqtt-password, EDGE_TL_MQTT_PASSWORD or mqtt.password) \
-                 but no user: set --mqtt-user (EDGE_TL_MQTT_USER) or mqtt.user too"
+                "an MQTT password is set (--mqtt-password, --mqtt-password-file, \
+                 EDGE_TL_MQTT_PASSWORD, mqtt.password or mqtt.password_file) but no user: set \
+                 --mqtt-user (EDGE_TL_MQTT_USER) or mqtt.user too"
                     .into(),
             ));
         }
+        let mqtt_password = match layer.mqtt_url {
+            Some(_) => layer.mqtt_password.map(Secret::read).transpose()?,
+            None => None,
+        };
         let mqtt = layer.mqtt_url.map(|url| {
             let mut m = MqttSettings::new(&url);
             m.user = layer.mqtt_user;
-            m.password = layer.mqtt_password;
+            m.password = mqtt_password;
             if let Some(id) = layer.device_id {
                 m.device_id = id;
             }
@@ -244,6 +370,7 @@ mod tests {
         let open = HttpSettings {
             listen: "0.0.0.0:8080".parse().unwrap(),
             token: None,
+            limits: HttpLimits::default(),
         };
         let e = open.check().unwrap_err().to_string();
         assert!(
@@ -264,6 +391,7 @@ mod tests {
             let local = HttpSettings {
                 listen: local.parse().unwrap(),
                 token: None,
+                limits: HttpLimits::default(),
             };
             assert!(local.check().is_ok());
         }
@@ -273,7 +401,7 @@ mod tests {
     fn settings_that_do_not_go_together_are_refused() {
         let e = RunSettings::resolve(RunLayer {
             mqtt_url: Some("mqtt://b".into()),
-            mqtt_password: Some("pw".into()),
+            mqtt_password: Some(Secret::Value("pw".into())),
             ..RunLayer::default()
         })
         .unwrap_err();
@@ -283,12 +411,80 @@ mod tests {
             ..RunLayer::default()
         })
         .unwrap_err();
-        assert_eq!(e, SettingsError::NoToken("0.0.0.0:8080".parse().unwrap()));
+        let open: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert!(matches!(e, SettingsError::NoToken(a) if a == open), "{e}");
         let ok = RunSettings::resolve(RunLayer {
             http_listen: Some("127.0.0.1:0".parse().unwrap()),
             ..RunLayer::default()
         })
         .unwrap();
         assert!(ok.http.unwrap().token.is_none());
+    }
+
+    fn file(setting: &str, path: PathBuf) -> Secret {
+        Secret::File {
+            path,
+            setting: setting.into(),
+        }
+    }
+
+    #[test]
+    fn secrets_are_read_from_their_file_once_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let s = RunSettings::resolve(RunLayer {
+            http_listen: Some("127.0.0.1:0".parse().unwrap()),
+            http_token: Some(file("--http-token-file", token.clone())),
+            ..RunLayer::default()
+        })
+        .unwrap();
+        assert_eq!(s.http.unwrap().token.as_deref(), Some("s3cret"));
+        std::fs::write(&token, "pw word\r\n").unwrap();
+        let s = RunSettings::resolve(RunLayer {
+            mqtt_url: Some("mqtt://b".into()),
+            mqtt_user: Some("edge".into()),
+            mqtt_password: Some(file("mqtt.password_file", token.clone())),
+            ..RunLayer::default()
+        })
+        .unwrap();
+        assert_eq!(s.mqtt.unwrap().password.as_deref(), Some("pw word"));
+        // Debug output never shows a secret's value.
+        let shown = format!("{:?}", Secret::Value("hunter2".into()));
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn an_unreadable_or_empty_secret_file_names_the_flag_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let e = RunSettings::resolve(RunLayer {
+            http_listen: Some("127.0.0.1:0".parse().unwrap()),
+            http_token: Some(file("--http-token-file", missing.clone())),
+            ..RunLayer::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            crate::error::chain(&e),
+            format!(
+                "--http-token-file: cannot read the secret file {}: No such file or directory \
+                 (os error 2)",
+                missing.display()
+            )
+        );
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let e = file("mqtt.password_file", empty.clone())
+            .read()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "mqtt.password_file: the secret file {} is empty: write the secret into it (a \
+                 trailing newline is fine)",
+                empty.display()
+            )
+        );
     }
 }

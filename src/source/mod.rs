@@ -196,13 +196,15 @@ impl std::str::FromStr for SourceSpec {
     }
 }
 
+/// For messages: a URL's password is shown as `***` (`http://admin:***@cam/x`), since what is
+/// printed ends up in logs and journals that more people read than the settings.
 impl std::fmt::Display for SourceSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SourceSpec::Camera(p) => write!(f, "v4l:{}", p.display()),
             SourceSpec::Dir(p) => write!(f, "dir:{}", p.display()),
             SourceSpec::Recording(p) => write!(f, "file:{}", p.display()),
-            SourceSpec::Http(url) => f.write_str(url),
+            SourceSpec::Http(url) => f.write_str(&http::redact_url(url)),
         }
     }
 }

@@ -10,8 +10,13 @@ mod errors;
 mod features;
 #[cfg(feature = "grad")]
 mod finetune;
+mod fuzz;
 #[cfg(feature = "grad")]
 mod grad;
+mod hardening_files;
+#[cfg(feature = "service")]
+mod hardening_http;
+mod hardening_sources;
 mod harness;
 mod kernels;
 mod live;

@@ -39,7 +39,7 @@ fn http(port: u16, request: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
 fn get(port: u16, path: &str, extra_headers: &str) -> (u16, String, Vec<u8>) {
     http(
         port,
-        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra_headers}\r\n"),
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{extra_headers}\r\n"),
         b"",
     )
 }
@@ -53,7 +53,7 @@ fn post_json(port: u16, path: &str, body: &str) -> (u16, Value) {
     let (status, _, body) = http(
         port,
         &format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         ),
         body.as_bytes(),
@@ -134,7 +134,7 @@ fn the_api_serves_what_predict_says_with_metrics_preview_and_events() {
     // Server-sent events: `prediction` events carrying the same JSON.
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(format!("GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes())
         .unwrap();
     let mut text = String::new();
     let mut buf = [0u8; 4096];
@@ -163,7 +163,7 @@ fn the_api_serves_what_predict_says_with_metrics_preview_and_events() {
     );
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(format!("GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes())
         .unwrap();
     let mut frames = JpegFrames::new(s);
     for _ in 0..3 {
@@ -289,12 +289,12 @@ fn malformed_slow_and_many_clients_never_stop_inference() {
     let mut idle = Vec::new();
     for i in 0..20 {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let request: &[u8] = match i % 3 {
-            0 => b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n",
-            1 => b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n",
-            _ => b"GET /api/predi",
+        let request: String = match i % 3 {
+            0 => format!("GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"),
+            1 => format!("GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"),
+            _ => "GET /api/predi".to_string(),
         };
-        s.write_all(request).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
         idle.push(s);
     }
     let before = classified(port);
@@ -544,7 +544,7 @@ fn sigterm_during_a_capture_from_the_page_keeps_every_saved_sample_whole() {
         let body = r#"{"label": "cat", "count": 100, "interval_ms": 10}"#;
         let _ = write!(
             s,
-            "POST /api/capture HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /api/capture HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         let mut sink = Vec::new();

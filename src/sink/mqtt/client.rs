@@ -90,9 +90,78 @@ enum Status {
     Unreachable(String),
 }
 
+/// Largest MQTT packet sent or accepted, in bytes. rumqttc's default of 10 KiB is smaller than
+/// a result with a long `top` (`--top 300` with ImageNet labels makes about 18 KB): the client
+/// refused to send such a packet, dropped the connection and sent it again after reconnecting,
+/// forever. An MQTT 3.1.1 broker does not announce its own limit (only MQTT 5's CONNACK
+/// carries one), so this is a fixed choice: room for all 1000 ImageNet classes (about 55 KB),
+/// and far below what Mosquitto accepts by default (the protocol's 256 MB). Every payload is
+/// kept within it (`prediction_payload`, `fits`).
+pub(crate) const MAX_PACKET: usize = 256 * 1024;
+
+/// Bytes of a QoS 1 PUBLISH packet, counted as rumqttc checks it against the limit: fixed
+/// header (at most 5 bytes), topic (2 + its length), packet id (2), payload.
+fn publish_size(topic: &str, payload_len: usize) -> usize {
+    5 + 2 + topic.len() + 2 + payload_len
+}
+
+/// Whether a message fits in one packet: one that does not would break the connection.
+fn fits(topic: &str, payload: &[u8]) -> bool {
+    publish_size(topic, payload.len()) <= MAX_PACKET
+}
+
+/// The `prediction` payload (the result as JSON) and how many of its `top` entries it holds.
+struct PredictionPayload {
+    bytes: Vec<u8>,
+    kept: usize,
+}
+
+/// The whole result as the payload of a message to `topic`, or, when that would exceed a
+/// packet of `max` bytes, the result with as many of its best `top` entries as fit. `None`
+/// when not even an empty `top` fits (labels or names of absurd length).
+fn prediction_payload(result: &LiveResult, topic: &str, max: usize) -> Option<PredictionPayload> {
+    let fits_in = |bytes: &[u8]| publish_size(topic, bytes.len()) <= max;
+    let full = serde_json::to_vec(result).unwrap_or_default();
+    if fits_in(&full) {
+        return Some(PredictionPayload {
+            bytes: full,
+            kept: result.top.len(),
+        });
+    }
+    let with = |kept: usize| {
+        let mut trimmed = result.clone();
+        trimmed.top.truncate(kept);
+        serde_json::to_vec(&trimmed).unwrap_or_default()
+    };
+    if !fits_in(&with(0)) {
+        return None;
+    }
+    // The largest count that fits: `low` entries fit, `high` do not.
+    let (mut low, mut high) = (0, result.top.len());
+    while high - low > 1 {
+        let middle = low + (high - low) / 2;
+        if fits_in(&with(middle)) {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    Some(PredictionPayload {
+        bytes: with(low),
+        kept: low,
+    })
+}
+
 /// The retained messages, re-sent after every (re)connection.
 fn announce(client: &AsyncClient, topics: &Topics, state: Option<Vec<u8>>) {
     let send = |topic: &str, payload: Vec<u8>| {
+        if !fits(topic, &payload) {
+            log::warn!(
+                "MQTT: {topic} not sent: {} bytes do not fit in a {MAX_PACKET}-byte packet",
+                payload.len()
+            );
+            return;
+        }
         if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, true, payload) {
             log::debug!("MQTT: {topic} not queued: {e}");
         }
@@ -113,6 +182,9 @@ pub struct MqttSink {
     state: Arc<Mutex<Option<Vec<u8>>>>,
     task: tokio::task::JoinHandle<()>,
     runtime: tokio::runtime::Handle,
+    /// A message too large for one packet has been reported (once per run: it recurs with
+    /// every result).
+    told_too_large: bool,
 }
 
 /// Messages waiting for the connection before new ones are dropped.
@@ -134,6 +206,7 @@ impl MqttSink {
         let topics = Topics::new(settings);
         let mut options = MqttOptions::new(format!("edge-tl-{}", settings.device_id), host, port);
         options.set_keep_alive(Duration::from_secs(15));
+        options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
         options.set_last_will(LastWill::new(
             &topics.availability,
             "offline",
@@ -217,6 +290,7 @@ impl MqttSink {
             state,
             task,
             runtime: runtime.clone(),
+            told_too_large: false,
         })
     }
 
@@ -244,12 +318,35 @@ impl Sink for MqttSink {
         })
         .to_string()
         .into_bytes();
-        *self.state.lock().unwrap() = Some(state.clone());
-        let full = serde_json::to_vec(result).unwrap_or_default();
-        for (topic, retain, payload) in [
-            (&self.topics.state, true, state),
-            (&self.topics.prediction, false, full),
-        ] {
+        let mut messages = Vec::with_capacity(2);
+        let state_fits = fits(&self.topics.state, &state);
+        if state_fits {
+            *self.state.lock().unwrap() = Some(state.clone());
+            messages.push((&self.topics.state, true, state));
+        }
+        let prediction = prediction_payload(result, &self.topics.prediction, MAX_PACKET);
+        if !self.told_too_large {
+            if let Some(p) = prediction.as_ref().filter(|p| p.kept < result.top.len()) {
+                self.told_too_large = true;
+                log::warn!(
+                    "MQTT: a result with {} top entries does not fit in a {MAX_PACKET}-byte \
+                     packet; publishing the best {} (a lower --top / results.top sends them all)",
+                    result.top.len(),
+                    p.kept
+                );
+            } else if prediction.is_none() || !state_fits {
+                self.told_too_large = true;
+                log::warn!(
+                    "MQTT: a result labelled {:?} does not fit in a {MAX_PACKET}-byte packet; \
+                     not published",
+                    result.label.chars().take(40).collect::<String>()
+                );
+            }
+        }
+        if let Some(p) = prediction {
+            messages.push((&self.topics.prediction, false, p.bytes));
+        }
+        for (topic, retain, payload) in messages {
             if let Err(e) = self
                 .client
                 .try_publish(topic, QoS::AtLeastOnce, retain, payload)
@@ -264,6 +361,77 @@ impl Sink for MqttSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::predict::Ranked;
+
+    /// A result whose `top` holds the `n` longest ImageNet labels: the largest payloads.
+    fn result_with_top(n: usize) -> LiveResult {
+        let mut labels: Vec<&str> = include_str!("../../../models/imagenet_labels.txt")
+            .lines()
+            .collect();
+        labels.sort_by_key(|l| std::cmp::Reverse(l.len()));
+        let top: Vec<Ranked> = labels
+            .iter()
+            .cycle()
+            .take(n)
+            .enumerate()
+            .map(|(index, label)| Ranked {
+                label: label.to_string(),
+                index,
+                prob: 1.0 / (index + 2) as f32,
+            })
+            .collect();
+        LiveResult {
+            ts: "2025-01-01T00:00:00.000Z".into(),
+            frame: 7,
+            name: Some("/var/lib/edge-tl/frames/000123.jpg".into()),
+            label: top[0].label.clone(),
+            prob: top[0].prob,
+            top,
+            latency_ms: Default::default(),
+            fps: 9.5,
+            dropped: 0,
+            reconnects: 0,
+        }
+    }
+
+    const TOPIC: &str = "edge-tl/kitchen/prediction";
+
+    #[test]
+    fn a_300_entry_top_is_published_whole_within_the_packet_limit() {
+        for n in [300, 1000] {
+            let result = result_with_top(n);
+            let p = prediction_payload(&result, TOPIC, MAX_PACKET).unwrap();
+            assert_eq!(p.kept, n);
+            assert!(publish_size(TOPIC, p.bytes.len()) <= MAX_PACKET);
+            let v: serde_json::Value = serde_json::from_slice(&p.bytes).unwrap();
+            assert_eq!(v["top"].as_array().unwrap().len(), n);
+        }
+        // rumqttc's default limit, which broke the connection with such a result.
+        let p = prediction_payload(&result_with_top(300), TOPIC, MAX_PACKET).unwrap();
+        assert!(p.bytes.len() > 10 * 1024, "{}", p.bytes.len());
+    }
+
+    #[test]
+    fn a_result_over_the_limit_keeps_as_many_of_its_best_entries_as_fit() {
+        let result = result_with_top(300);
+        let max = 4096;
+        let p = prediction_payload(&result, TOPIC, max).unwrap();
+        assert!(p.kept > 0 && p.kept < 300, "{}", p.kept);
+        assert!(publish_size(TOPIC, p.bytes.len()) <= max);
+        let v: serde_json::Value = serde_json::from_slice(&p.bytes).unwrap();
+        let top = v["top"].as_array().unwrap();
+        assert_eq!(top.len(), p.kept);
+        for (got, want) in top.iter().zip(&result.top) {
+            assert_eq!(got["label"], want.label.as_str());
+        }
+        assert_eq!(v["label"], result.label.as_str());
+        // One more entry would not have fitted.
+        let mut more = result.clone();
+        more.top.truncate(p.kept + 1);
+        let bigger = serde_json::to_vec(&more).unwrap();
+        assert!(publish_size(TOPIC, bigger.len()) > max);
+        assert!(prediction_payload(&result, TOPIC, 100).is_none());
+    }
 
     #[test]
     fn discovery_points_at_the_state_and_availability_topics() {

@@ -52,7 +52,9 @@ pub fn default_device_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .unwrap_or_default();
-    let id = sanitize_id(host.trim());
+    let mut id = sanitize_id(host.trim());
+    // Only ASCII is left, so this cuts between characters.
+    id.truncate(MAX_DEVICE_ID);
     if id.is_empty() {
         "edge-tl".into()
     } else {
@@ -65,8 +67,21 @@ fn id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
 
-/// A device id given in the settings or on the command line: letters, digits, `-` and `_`.
+/// Longest device id. It is in every topic, in the client id and several times in the
+/// discovery message, so a long one made packets the client refused to send, and the
+/// connection broke and was retried forever; a host name is at most 64 characters too.
+pub const MAX_DEVICE_ID: usize = 64;
+
+/// A device id given in the settings or on the command line: letters, digits, `-` and `_`, at
+/// most [`MAX_DEVICE_ID`] of them. The callers name the flag or key.
 pub fn check_device_id(id: &str) -> Result<(), MqttError> {
+    let length = id.chars().count();
+    if length > MAX_DEVICE_ID {
+        return Err(MqttError::DeviceIdLength {
+            length,
+            max: MAX_DEVICE_ID,
+        });
+    }
     if id.is_empty() || !id.chars().all(id_char) {
         return Err(MqttError::DeviceId { id: id.to_string() });
     }
@@ -87,6 +102,9 @@ pub enum MqttError {
     Url { url: String, problem: String },
     #[error("MQTT device id {id:?}: use letters, digits, - and _ only")]
     DeviceId { id: String },
+    /// The id itself is left out of the message: it is the part too long to read.
+    #[error("MQTT device id of {length} characters is too long: use at most {max} (letters, digits, - and _)")]
+    DeviceIdLength { length: usize, max: usize },
     #[error("MQTT broker {broker} refused the connection: {reason}")]
     Refused { broker: String, reason: String },
 }
@@ -160,5 +178,23 @@ mod tests {
             );
         }
         assert!(!default_device_id().is_empty());
+    }
+
+    #[test]
+    fn device_ids_are_at_most_64_characters() {
+        assert!(check_device_id(&"a".repeat(64)).is_ok());
+        for length in [65, 3_000, 70_000] {
+            let e = check_device_id(&"a".repeat(length))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "MQTT device id of {length} characters is too long: use at most 64 \
+                     (letters, digits, - and _)"
+                )
+            );
+        }
+        assert!(default_device_id().len() <= MAX_DEVICE_ID);
     }
 }
