@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use edge_tl::dataset::EmbedOptions;
@@ -76,8 +77,10 @@ pub struct SourceArgs {
     /// Frames from: v4l:/dev/videoN (a camera), dir:FOLDER (pictures in name order),
     /// file:RECORDING (an MJPEG stream on disk) or an http(s):// MJPEG stream
     /// [default: v4l:/dev/video0]
+    ///
+    /// (Parsed after clap, not by it: clap would repeat a refused value, password and all.)
     #[arg(long, short = 's', env = "EDGE_TL_SOURCE", value_name = "SOURCE")]
-    pub source: Option<SourceSpec>,
+    pub source: Option<String>,
     /// Camera pixel format: mjpeg or yuyv [default: MJPEG when offered]
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<PixelFormat>,
@@ -188,22 +191,26 @@ pub struct ExplainArgs {
 
 impl SourceArgs {
     /// What these flags say, as the top layer of `run`'s settings.
-    pub fn layer(&self) -> RunLayer {
-        RunLayer {
-            source: self.source.clone(),
+    pub fn layer(&self) -> anyhow::Result<RunLayer> {
+        let source = match &self.source {
+            Some(s) => Some(s.parse::<SourceSpec>().context("--source")?),
+            None => None,
+        };
+        Ok(RunLayer {
+            source,
             format: self.format,
             size: self.size,
             fps: self.fps,
             looping: self.looping.then_some(true),
             replay_fps: self.replay_fps,
             ..RunLayer::default()
-        }
+        })
     }
 
     /// Opens the source these flags name (the first camera when none is named), for commands
     /// that read no settings file.
     pub fn open(&self) -> anyhow::Result<Box<dyn edge_tl::source::FrameSource>> {
-        let settings = RunSettings::resolve(self.layer())?;
+        let settings = RunSettings::resolve(self.layer()?)?;
         Ok(edge_tl::source::open(
             &settings.source,
             &settings.source_options,

@@ -49,8 +49,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
     if let Some(addr) = token_note {
         println!(
-            "note: {addr} is not a loopback address: `run` refuses it unless EDGE_TL_HTTP_TOKEN \
-             or --http-token gives a token"
+            "note: {addr} is not a loopback address: `run` refuses it unless a token comes from \
+             --http-token-file, EDGE_TL_HTTP_TOKEN or --http-token"
         );
     }
     Ok(ExitCode::SUCCESS)

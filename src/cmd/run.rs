@@ -129,9 +129,9 @@ fn device_id(s: &str) -> Result<String, String> {
 
 impl Flags {
     /// What the command line (and the environment, which clap reads with each flag) says.
-    fn layer(&self) -> RunLayer {
+    fn layer(&self) -> anyhow::Result<RunLayer> {
         let s = &self.service;
-        RunLayer {
+        Ok(RunLayer {
             model: self.model.model.clone(),
             head: self.head.clone(),
             threads: self.threads,
@@ -152,13 +152,13 @@ impl Flags {
                 "--mqtt-password-file",
             ),
             device_id: s.device_id.clone(),
-            ..self.source.layer()
-        }
+            ..self.source.layer()?
+        })
     }
 
     /// Flags over the settings file over the defaults, checked.
     fn settings(&self) -> anyhow::Result<RunSettings> {
-        let mut layer = self.layer();
+        let mut layer = self.layer()?;
         if let Some(path) = &self.config {
             layer = layer.over(file::load(path)?);
         }

@@ -175,7 +175,7 @@ impl std::str::FromStr for SourceSpec {
         let nonempty = |path: &str, f: fn(PathBuf) -> SourceSpec| {
             if path.is_empty() {
                 Err(SourceError::BadSpec {
-                    spec: spec.to_string(),
+                    spec: http::redact_url(spec).into_owned(),
                 })
             } else {
                 Ok(f(PathBuf::from(path)))
@@ -191,7 +191,7 @@ impl std::str::FromStr for SourceSpec {
             return Ok(SourceSpec::Http(spec.to_string()));
         }
         Err(SourceError::BadSpec {
-            spec: spec.to_string(),
+            spec: http::redact_url(spec).into_owned(),
         })
     }
 }

@@ -349,4 +349,14 @@ fn passwords_in_source_urls_are_in_no_line_edge_tl_prints() {
         "{err}"
     );
     assert!(err.contains("http://admin:***@127.0.0.1:"), "{err}");
+
+    // A source edge-tl does not know, credentials and all: refused without repeating them.
+    let out = edge_tl(&["run", "--source", "rtsp://admin:hunter2@127.0.0.1/x"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(
+        err.contains("--source: unknown source \"rtsp://admin:***@127.0.0.1/x\""),
+        "{err}"
+    );
 }

@@ -209,8 +209,6 @@ fn bad_frames_are_named_and_the_replay_goes_on() {
 #[test]
 fn sources_that_cannot_work_say_why() {
     let f = fixture();
-    // Exit code 2: the source is not even one edge-tl knows (a usage error, like any bad
-    // flag); 1: it is, but it cannot be opened.
     let cases: [(&[&str], i32, &str); 4] = [
         (
             &["run", "--source", "v4l:/dev/video63"],
@@ -219,8 +217,8 @@ fn sources_that_cannot_work_say_why() {
         ),
         (
             &["run", "--source", "rtsp://x"],
-            2,
-            "unknown source \"rtsp://x\": use v4l:/dev/videoN",
+            1,
+            "--source: unknown source \"rtsp://x\": use v4l:/dev/videoN",
         ),
         (
             &["run", "--source", "dir:/nonexistent/frames"],

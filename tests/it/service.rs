@@ -560,3 +560,58 @@ fn sigterm_during_a_capture_from_the_page_keeps_every_saved_sample_whole() {
     let saved = decodes_whole(&label);
     assert!((3..100).contains(&saved), "{saved} samples");
 }
+
+/// The API's one JSON body, `/api/capture`, on random bytes and random mutations of a valid
+/// body: every request gets an answer that is not a server error, and the service goes on
+/// classifying. (A mutation that is still valid captures a few frames, which is fine.)
+#[test]
+fn capture_bodies_of_any_bytes_get_an_answer_and_inference_goes_on() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let data = tempfile::tempdir().unwrap();
+    let (run, port) = replay_service(&["--data", data.path().to_str().unwrap()]);
+    let valid = br#"{"label": "cat", "count": 1, "interval_ms": 0}"#.to_vec();
+    let len = valid.len();
+    let bodies = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..256),
+        (
+            prop::collection::vec((0..len, any::<u8>()), 1..6),
+            prop::option::of(0..len)
+        )
+            .prop_map(move |(writes, cut)| {
+                let mut b = valid.clone();
+                for (i, v) in writes {
+                    b[i] = v;
+                }
+                b.truncate(cut.unwrap_or(len));
+                b
+            }),
+    ];
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200u32);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let before = classified(port);
+    runner
+        .run(&bodies, |body| {
+            let (status, _, _) = http(
+                port,
+                &format!(
+                    "POST /api/capture HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                ),
+                &body,
+            );
+            prop_assert!(status < 500, "status {status} for {:?}", String::from_utf8_lossy(&body));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(get(port, "/healthz", "").0, 200);
+    wait_until(&run, "inference to go on", || classified(port) > before);
+    run.terminate();
+}
