@@ -78,28 +78,10 @@ impl HeadLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::head::{Backbone, CentroidModel, LinearModel, Scaler, TrainingInfo};
+    use crate::head::{CentroidModel, LinearModel, Scaler};
 
     fn head(classifier: Classifier) -> Head {
-        let m = crate::model::store::manifest_by_name("mobilenet-v2-f32").unwrap();
-        Head {
-            labels: vec!["a".into(), "b".into()],
-            backbone: Backbone {
-                name: "t".into(),
-                sha256: String::new(),
-                embedding_dim: 3,
-                input: m.input,
-                preprocess: m.preprocess,
-            },
-            classifier,
-            training: TrainingInfo {
-                samples: vec![1, 1],
-                flip: false,
-                cv_accuracy: None,
-                cv_folds: None,
-                created: 0,
-            },
-        }
+        crate::head::test_head(["a", "b"], classifier)
     }
 
     /// The candle layer gives the head's own logits, for both kinds of head.

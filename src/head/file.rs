@@ -189,30 +189,12 @@ pub fn check_backbone(head: &Head, model: &ResolvedModel, path: &Path) -> Result
 mod tests {
     use super::*;
     use crate::atomic_file::{test_leftovers, test_umask};
-    use crate::head::{Backbone, CentroidModel, LinearModel, Scaler, TrainingInfo};
+    use crate::head::{CentroidModel, LinearModel, Scaler};
     use std::os::unix::fs::PermissionsExt;
     use std::path::PathBuf;
 
     fn head_with(classifier: Classifier) -> Head {
-        let m = crate::model::store::manifest_by_name("mobilenet-v2-f32").unwrap();
-        Head {
-            labels: vec!["cat".into(), "dog".into()],
-            backbone: Backbone {
-                name: "t".into(),
-                sha256: "00".repeat(32),
-                embedding_dim: 3,
-                input: m.input,
-                preprocess: m.preprocess,
-            },
-            classifier,
-            training: TrainingInfo {
-                samples: vec![1, 1],
-                flip: false,
-                cv_accuracy: None,
-                cv_folds: None,
-                created: 0,
-            },
-        }
+        crate::head::test_head(["cat", "dog"], classifier)
     }
 
     /// A good logistic head; a std of 0 (a constant dimension) is fine.

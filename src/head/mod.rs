@@ -95,3 +95,27 @@ impl Classifier {
         }
     }
 }
+
+/// A two-label head on a 3-wide embedding around `classifier`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_head(labels: [&str; 2], classifier: Classifier) -> Head {
+    let m = crate::model::store::manifest_by_name("mobilenet-v2-f32").unwrap();
+    Head {
+        labels: labels.map(String::from).to_vec(),
+        backbone: Backbone {
+            name: "t".into(),
+            sha256: "00".repeat(32),
+            embedding_dim: 3,
+            input: m.input,
+            preprocess: m.preprocess,
+        },
+        classifier,
+        training: TrainingInfo {
+            samples: vec![1, 1],
+            flip: false,
+            cv_accuracy: None,
+            cv_folds: None,
+            created: 0,
+        },
+    }
+}

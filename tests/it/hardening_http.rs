@@ -11,30 +11,11 @@ use edge_tl::source::jpeg_stream::{write_part, BOUNDARY};
 use serde_json::Value;
 
 use crate::common::{edge_tl, stderr, stdout};
-use crate::harness::{fixture, path_arg, Background};
+use crate::harness::{fixture, free_port, http, path_arg, Background};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One HTTP/1.1 exchange on a fresh connection (`request` is complete): status, head, body.
+/// One HTTP/1.1 exchange of a complete request: status, head, body.
 fn exchange(port: u16, request: &str) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut all = Vec::new();
-    s.read_to_end(&mut all).unwrap();
-    let split = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP answer: {:?}", String::from_utf8_lossy(&all)));
-    let head = String::from_utf8_lossy(&all[..split]).to_string();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head, all[split + 4..].to_vec())
+    http(port, request, b"")
 }
 
 /// `GET path` with `Host: 127.0.0.1:PORT` and the `extra` header lines.

@@ -12,29 +12,7 @@ use edge_tl::source::jpeg_stream::{write_part, JpegFrames};
 use serde_json::Value;
 
 use crate::common::{pictures, stderr};
-use crate::harness::{fixture, path_arg, Background, FRAMES};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One HTTP/1.1 exchange on a fresh connection: status, headers, body.
-fn http(port: u16, request: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut all = Vec::new();
-    s.read_to_end(&mut all).unwrap();
-    let split = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&all[..split]).to_string();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head, all[split + 4..].to_vec())
-}
+use crate::harness::{fixture, free_port, http, path_arg, Background, FRAMES};
 
 fn get(port: u16, path: &str, extra_headers: &str) -> (u16, String, Vec<u8>) {
     http(
