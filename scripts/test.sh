@@ -9,6 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export EDGE_TL_SHARED="${EDGE_TL_SHARED:-$(cd .. && pwd)/shared}"
+# No two modules of src/ import each other.
+python3 scripts/check-imports.py
 cargo test --all-targets --features grad
 # The lean build (no HTTP service, no MQTT, no async runtime) must keep compiling.
 cargo check --no-default-features --all-targets

@@ -16,6 +16,7 @@ pub mod explain;
 pub mod feature_grid;
 #[cfg(feature = "grad")]
 pub mod finetune;
+pub mod folder;
 pub mod frame;
 #[cfg(feature = "grad")]
 pub mod grad;

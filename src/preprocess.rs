@@ -10,6 +10,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
 use crate::error::DecodeError;
 use crate::frame::Frame;
+pub use crate::model::input::{InputTensor, TensorData};
 use crate::model::manifest::{DType, Layout, Manifest, Normalize, ResizeFilter, ResizeMode};
 
 /// Bumped whenever decoding or resizing changes what pixels reach the network: the embedding
@@ -154,31 +155,6 @@ fn jpeg_has_end_marker(bytes: &[u8]) -> bool {
         .map(|end| &bytes[..=end])
         .unwrap_or(&[]);
     trimmed.ends_with(&[0xFF, 0xD9])
-}
-
-/// The network input for one picture, laid out as the model's manifest says.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InputTensor {
-    /// Four dimensions, batch (1) first.
-    pub shape: [usize; 4],
-    pub data: TensorData,
-}
-
-/// Element storage of an [`InputTensor`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum TensorData {
-    U8(Vec<u8>),
-    F32(Vec<f32>),
-}
-
-impl InputTensor {
-    /// The elements as little-endian bytes (for reference dumps compared with onnxruntime).
-    pub fn to_le_bytes(&self) -> Vec<u8> {
-        match &self.data {
-            TensorData::U8(v) => v.clone(),
-            TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        }
-    }
 }
 
 /// Resizes a frame to the model's input size the way the manifest says.

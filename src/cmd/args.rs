@@ -77,8 +77,7 @@ pub struct SourceArgs {
     /// Frames from: v4l:/dev/videoN (a camera), dir:FOLDER (pictures in name order),
     /// file:RECORDING (an MJPEG stream on disk) or an http(s):// MJPEG stream
     /// [default: v4l:/dev/video0]
-    ///
-    /// (Parsed after clap, not by it: clap would repeat a refused value, password and all.)
+    // Parsed after clap, not by it: clap would repeat a refused value, password and all.
     #[arg(long, short = 's', env = "EDGE_TL_SOURCE", value_name = "SOURCE")]
     pub source: Option<String>,
     /// Camera pixel format: mjpeg or yuyv [default: MJPEG when offered]
@@ -103,7 +102,7 @@ pub struct SourceArgs {
 #[derive(Debug, Clone, Args)]
 pub struct FinetuneArgs {
     /// Inverted-residual blocks trained besides the final 1x1 convolution
-    #[arg(long, default_value_t = 2, value_name = "N")]
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = flag::<usize>(bounds::UNFREEZE))]
     pub unfreeze: usize,
     /// Most passes over the training pictures
     #[arg(long, default_value_t = 10, value_name = "N", value_parser = flag::<usize>(bounds::EPOCHS))]

@@ -89,7 +89,9 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
                 next_due = Instant::now() + args.interval;
             }
             // A damaged frame is skipped; the next one is taken at once.
-            Err(e) => bar.suspend(|| eprintln!("warning: {e:#}; frame not saved")),
+            Err(e) => {
+                bar.suspend(|| eprintln!("warning: {}; frame not saved", edge_tl::error::chain(&e)))
+            }
         }
     }
     bar.finish_and_clear();

@@ -24,7 +24,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     let token_note = match RunSettings::resolve(layer.clone()) {
         Ok(_) => None,
         Err(SettingsError::NoToken(addr)) => Some(addr),
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("{}", path.display()))),
+        Err(e) => return Err(e.into()),
     };
     println!("{}: ok", path.display());
     if let Some(s) = &layer.source {

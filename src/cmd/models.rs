@@ -99,7 +99,7 @@ fn pull(name: &str, from: Option<&str>, dir: Option<PathBuf>) -> anyhow::Result<
     let manifest = store::manifest_by_name(name)?;
     let dest = dir.unwrap_or_else(|| super::model_dirs().install_dir());
     let bar = super::byte_progress(&format!("pulling {name}"));
-    let path = store::pull(&manifest, from, &dest, &bar)
+    let path = edge_tl::model::pull::pull(&manifest, from, &dest, &bar)
         .with_context(|| format!("installing {name} into {}", dest.display()))?;
     println!(
         "installed {name} at {} (sha256 {})",

@@ -81,7 +81,8 @@ struct ServiceArgs {
     #[arg(long, short = 'd', env = "EDGE_TL_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
     /// Publish results to this MQTT broker (mqtt://HOST[:PORT])
-    #[arg(long, env = "EDGE_TL_MQTT", value_name = "URL", value_parser = mqtt_url)]
+    // Checked after clap, which would repeat a refused value, credentials and all.
+    #[arg(long, env = "EDGE_TL_MQTT", value_name = "URL")]
     mqtt: Option<String>,
     /// MQTT user name
     #[arg(long, env = "EDGE_TL_MQTT_USER", value_name = "USER")]
@@ -100,12 +101,6 @@ struct ServiceArgs {
     /// This device's name in MQTT topics [default: the host name]
     #[arg(long, env = "EDGE_TL_DEVICE_ID", value_name = "ID", value_parser = device_id)]
     device_id: Option<String>,
-}
-
-fn mqtt_url(s: &str) -> Result<String, String> {
-    edge_tl::sink::mqtt::parse_url(s)
-        .map(|_| s.to_string())
-        .map_err(|e| e.to_string())
 }
 
 /// A secret from its flag or its file flag (clap refuses both at once); the file is read
@@ -131,6 +126,9 @@ impl Flags {
     /// What the command line (and the environment, which clap reads with each flag) says.
     fn layer(&self) -> anyhow::Result<RunLayer> {
         let s = &self.service;
+        if let Some(url) = &s.mqtt {
+            edge_tl::sink::mqtt::parse_url(url).context("--mqtt")?;
+        }
         Ok(RunLayer {
             model: self.model.model.clone(),
             head: self.head.clone(),

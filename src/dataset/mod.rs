@@ -6,6 +6,7 @@ pub mod cache;
 pub mod capture;
 pub mod embed;
 
+pub use crate::folder::visible_entries;
 use std::path::{Path, PathBuf};
 
 use crate::error::DatasetError;
@@ -28,23 +29,6 @@ pub struct Item {
     pub path: PathBuf,
     /// Index into [`Dataset::labels`].
     pub label: usize,
-}
-
-fn is_hidden(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'))
-}
-
-/// The entries of a folder that are not hidden, in name order: how datasets, folder replays
-/// (`dir:`) and capture counts all see a folder.
-pub fn visible_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| !is_hidden(p))
-        .collect();
-    entries.sort();
-    Ok(entries)
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {

@@ -54,8 +54,8 @@ pub fn blocks(net: &Net) -> Vec<Block> {
 /// The cut that trains the final 1x1 convolution and the `unfreeze` blocks before it.
 pub fn cut(net: &Net, unfreeze: usize) -> Result<Cut, GradError> {
     let all = blocks(net);
-    let n = unfreeze + 1;
-    if all.len() < n + 1 {
+    let n = unfreeze.saturating_add(1);
+    if all.len() <= n {
         return Err(GradError::Input(format!(
             "--unfreeze {unfreeze}: the network has {} blocks before its classifier, so at most \
              --unfreeze {}",

@@ -10,9 +10,9 @@ use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
 
 use crate::error::ModelError;
+use crate::model::input::{InputTensor, TensorData};
 use crate::model::manifest::Manifest;
 use crate::model::store::ResolvedModel;
-use crate::preprocess::{InputTensor, TensorData};
 
 /// Which outputs the plan computes: cutting at the embedding skips the classifier layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

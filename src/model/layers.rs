@@ -15,7 +15,7 @@ use tract_onnx::prelude::*;
 use super::extractor::{fix_input, to_tensor, tract_error};
 use super::store::ResolvedModel;
 use crate::error::ModelError;
-use crate::preprocess::InputTensor;
+use crate::model::input::InputTensor;
 
 /// One feature map a backbone computes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -4,9 +4,11 @@
 mod depthwise_avx;
 pub mod extractor;
 pub mod fast_conv;
+pub mod input;
 pub mod kernels;
 pub mod layers;
 pub mod manifest;
+pub mod pull;
 pub mod store;
 
 pub use extractor::{Extractor, Features, Outputs};

@@ -126,6 +126,7 @@ pub const FOLDS: Bounds = Bounds::new(2.0, 100.0).note("(--folds 0 turns cross-v
 pub const ALPHA: Bounds = Bounds::positive(1e9);
 pub const ROUNDS: Bounds = Bounds::new(1.0, 100_000.0);
 pub const LOOP_FRAMES: Bounds = Bounds::new(0.0, 1_000_000.0).note("(0 = skip the loop)");
+pub const UNFREEZE: Bounds = Bounds::new(0.0, 1000.0);
 pub const EPOCHS: Bounds = Bounds::new(1.0, 10_000.0);
 pub const BATCH: Bounds = Bounds::new(1.0, 4096.0);
 pub const AUGMENT: Bounds = Bounds::new(0.0, 64.0);

@@ -161,6 +161,14 @@ impl FileSettings {
         };
         let r = self.results;
         let m = self.mqtt;
+        for (key, prefix) in [
+            ("mqtt.topic_prefix", &m.topic_prefix),
+            ("mqtt.discovery_prefix", &m.discovery_prefix),
+        ] {
+            if let Some(p) = prefix {
+                crate::sink::mqtt::check_topic_prefix(p).map_err(|e| bad(key, e))?;
+            }
+        }
         if let Some(url) = &m.url {
             crate::sink::mqtt::parse_url(url).map_err(|e| bad("mqtt.url", e.to_string()))?;
         }

@@ -34,7 +34,7 @@ pub struct DirSource {
 
 impl DirSource {
     pub fn open(root: &Path, looping: bool) -> Result<DirSource, SourceError> {
-        let files: Vec<PathBuf> = crate::dataset::visible_entries(root)
+        let files: Vec<PathBuf> = crate::folder::visible_entries(root)
             .map_err(|source| SourceError::Io {
                 path: root.to_path_buf(),
                 source,

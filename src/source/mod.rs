@@ -19,6 +19,7 @@ use crate::error::DecodeError;
 use crate::frame::Frame;
 
 pub use feed::{Feed, FeedStats, Next};
+pub(crate) use http::redact_url;
 pub use v4l::negotiate::{PixelFormat, Size, Want};
 
 /// The pixels of one frame as the source delivered them.

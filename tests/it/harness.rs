@@ -242,6 +242,7 @@ impl Background {
 }
 
 /// A port nothing listens on now (bound and released), for a server a test starts.
+#[cfg(feature = "service")]
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -252,6 +253,7 @@ pub fn free_port() -> u16 {
 
 /// One HTTP/1.1 exchange on a fresh connection (`request` up to the blank line, then `body`):
 /// status, head, body.
+#[cfg(feature = "service")]
 pub fn http(port: u16, request: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -258,6 +258,19 @@ fn bad_numbers_are_refused_as_flags_with_the_flag_the_value_and_the_range() {
         ),
         (
             vec![
+                "finetune".into(),
+                "--data".into(),
+                train.into(),
+                "--out".into(),
+                "m.onnx".into(),
+                "--unfreeze=99999".into(),
+            ],
+            "--unfreeze",
+            "99999",
+            "must be between 0 and 1000 (got 99999)",
+        ),
+        (
+            vec![
                 "dream".into(),
                 "--class".into(),
                 "zebra".into(),
@@ -331,6 +344,11 @@ fn bad_numbers_are_refused_as_settings_keys_with_the_file_the_key_and_the_range(
             "[camera]\nfps = 0",
             "camera.fps",
             "must be above 0 and at most 1000 (got 0)",
+        ),
+        (
+            "[mqtt]\ntopic_prefix = \"a/#\"",
+            "mqtt.topic_prefix",
+            "'#' cannot be in a topic prefix",
         ),
     ];
     for (text, key, range) in cases {
@@ -432,4 +450,24 @@ fn a_head_with_non_ascii_text_where_the_hash_goes_is_an_error_not_a_panic() {
             "pass --model",
         ],
     );
+}
+
+#[test]
+fn a_password_in_the_mqtt_address_is_refused_without_being_repeated() {
+    let src = format!("dir:{}", data("catsdogs/test/cat").display());
+    let out = run(&[
+        "run",
+        "--source",
+        &src,
+        "--mqtt",
+        "mqtt://edge:hunter2@127.0.0.1:9",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(
+        err.contains("--mqtt: MQTT broker address \"mqtt://edge:***@127.0.0.1:9\""),
+        "{err}"
+    );
+    assert!(err.contains("--mqtt-password-file"), "{err}");
 }

@@ -19,7 +19,7 @@ mod client;
 pub use client::MqttSink;
 
 /// How to reach the broker and what to call this device.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct MqttSettings {
     /// `mqtt://host[:port]` (port 1883 when left out).
     pub url: String,
@@ -109,10 +109,49 @@ pub enum MqttError {
     Refused { broker: String, reason: String },
 }
 
+/// Like the derived `Debug`, without the password.
+impl std::fmt::Debug for MqttSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttSettings")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("device_id", &self.device_id)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("discovery_prefix", &self.discovery_prefix)
+            .finish()
+    }
+}
+
+/// Longest topic prefix accepted: prefixes go into every topic, and every packet must stay
+/// within the client's packet size.
+pub const MAX_TOPIC_PREFIX: usize = 128;
+
+/// A topic or discovery prefix from the settings: 1 to [`MAX_TOPIC_PREFIX`] characters, no
+/// MQTT wildcards (`+`, `#`), no spaces or control characters; levels may be separated by `/`.
+pub fn check_topic_prefix(prefix: &str) -> Result<(), String> {
+    let n = prefix.chars().count();
+    if n == 0 || n > MAX_TOPIC_PREFIX {
+        return Err(format!(
+            "must be 1 to {MAX_TOPIC_PREFIX} characters (got {n})"
+        ));
+    }
+    if let Some(c) = prefix
+        .chars()
+        .find(|c| matches!(c, '+' | '#') || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{c:?} cannot be in a topic prefix: use letters, digits, -, _ and / between levels"
+        ));
+    }
+    Ok(())
+}
+
 /// Host and port from `mqtt://host[:port]`.
 pub fn parse_url(url: &str) -> Result<(String, u16), MqttError> {
+    // Credentials in the address are never repeated back.
     let bad = |problem: &str| MqttError::Url {
-        url: url.to_string(),
+        url: crate::source::redact_url(url).into_owned(),
         problem: problem.to_string(),
     };
     let rest = url
@@ -126,6 +165,12 @@ pub fn parse_url(url: &str) -> Result<(String, u16), MqttError> {
             }
         })?;
     let rest = rest.trim_end_matches('/');
+    if rest.contains('@') {
+        return Err(bad(
+            "a user and password go in --mqtt-user and --mqtt-password-file (or mqtt.user and \
+             mqtt.password_file), not in the address",
+        ));
+    }
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) => (
             h,
@@ -163,6 +208,23 @@ mod tests {
             "MQTT broker address \"http://h\": not an mqtt:// address (expected mqtt://HOST[:PORT])"
         );
         assert!(parse_url("mqtt://h:99999").is_err());
+        let e = parse_url("mqtt://u:hunter2@h").unwrap_err().to_string();
+        assert!(
+            !e.contains("hunter2") && e.contains("mqtt://u:***@h"),
+            "{e}"
+        );
+        assert!(e.contains("--mqtt-password-file"), "{e}");
+        assert!(check_topic_prefix("home/cams").is_ok());
+        assert_eq!(
+            check_topic_prefix(&"x".repeat(70_000)).unwrap_err(),
+            "must be 1 to 128 characters (got 70000)"
+        );
+        assert!(check_topic_prefix("a/#")
+            .unwrap_err()
+            .contains("'#' cannot be"));
+        let mut s = MqttSettings::new("mqtt://h");
+        s.password = Some("hunter2".into());
+        assert!(!format!("{s:?}").contains("hunter2"));
         assert!(parse_url("mqtt://:1883").is_err());
     }
 
