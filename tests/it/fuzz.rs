@@ -6,7 +6,7 @@
 //! than noise does.
 //!
 //! CI runs `PROPTEST_CASES` cases per property (default below); a longer run by hand:
-//! `PROPTEST_CASES=200000 cargo test --release --features grad --test it fuzz::`.
+//! `PROPTEST_CASES=30000 cargo test --features grad --test it fuzz::` (docs/testing.md).
 
 use std::io::Cursor;
 use std::path::Path;
