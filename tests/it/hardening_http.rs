@@ -118,7 +118,23 @@ fn silent_sockets_are_closed_and_one_client_cannot_hold_every_connection() {
         "{}",
         String::from_utf8_lossy(&body)
     );
-    // ...while inference goes on: once they close, the service answers, and it is healthy.
+    // ...while another client is still served (curl sends from a second loopback address,
+    // which std's TcpStream cannot choose)...
+    let other = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--interface",
+            "127.0.0.2",
+        ])
+        .arg(format!("http://127.0.0.1:{port}/healthz"))
+        .output()
+        .expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&other.stdout), "200", "{other:?}");
+    // ...and inference goes on: once they close, the service answers, and it is healthy.
     drop(held);
     wait_until(&run, "/healthz to answer again", || {
         get(port, "/healthz", "").0 == 200
