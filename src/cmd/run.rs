@@ -103,19 +103,6 @@ struct ServiceArgs {
     device_id: Option<String>,
 }
 
-/// A secret from its flag or its file flag (clap refuses both at once); the file is read
-/// when the settings are resolved.
-fn secret(value: &Option<String>, file: &Option<PathBuf>, file_flag: &str) -> Option<Secret> {
-    match (value, file) {
-        (_, Some(path)) => Some(Secret::File {
-            path: path.clone(),
-            setting: file_flag.to_string(),
-        }),
-        (Some(value), None) => Some(Secret::Value(value.clone())),
-        (None, None) => None,
-    }
-}
-
 fn device_id(s: &str) -> Result<String, String> {
     edge_tl::sink::mqtt::check_device_id(s)
         .map(|()| s.to_string())
@@ -141,13 +128,18 @@ impl Flags {
             top: self.top,
             frames: self.frames,
             http_listen: s.http,
-            http_token: secret(&s.http_token, &s.http_token_file, "--http-token-file"),
+            // clap refuses a value and its file together.
+            http_token: Secret::given(
+                s.http_token.clone(),
+                s.http_token_file.clone(),
+                "--http-token-file".into(),
+            ),
             mqtt_url: s.mqtt.clone(),
             mqtt_user: s.mqtt_user.clone(),
-            mqtt_password: secret(
-                &s.mqtt_password,
-                &s.mqtt_password_file,
-                "--mqtt-password-file",
+            mqtt_password: Secret::given(
+                s.mqtt_password.clone(),
+                s.mqtt_password_file.clone(),
+                "--mqtt-password-file".into(),
             ),
             device_id: s.device_id.clone(),
             ..self.source.layer()?

@@ -16,7 +16,7 @@
 //! only a cache.
 
 use std::collections::HashMap;
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -137,9 +137,7 @@ impl EmbeddingCache {
         // Older versions named their temporary files `.emb-*`; the cache folder is edge-tl's,
         // so such a name here can only be a killed save's.
         crate::atomic_file::clean_legacy_leftovers(&dir, ".emb-");
-        let tmp = crate::atomic_file::temp_file_in(&dir)?;
-        {
-            let mut out = BufWriter::new(tmp.as_file());
+        crate::atomic_file::write_with(&self.path, |out| {
             out.write_all(MAGIC)?;
             out.write_all(&(self.dim as u32).to_le_bytes())?;
             out.write_all(&(self.entries.len() as u32).to_le_bytes())?;
@@ -154,9 +152,8 @@ impl EmbeddingCache {
                 out.write_all(&entry)?;
                 out.write_all(&check(&entry))?;
             }
-            out.flush()?;
-        }
-        crate::atomic_file::persist(tmp, &self.path)?;
+            Ok(())
+        })?;
         self.dirty = false;
         Ok(())
     }

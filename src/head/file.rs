@@ -37,20 +37,20 @@ pub fn save(head: &Head, path: &Path) -> Result<(), HeadError> {
         path: path.to_path_buf(),
         source,
     };
-    let dir = crate::atomic_file::parent_dir(path);
-    std::fs::create_dir_all(&dir).map_err(write_err)?;
-    let mut tmp = crate::atomic_file::temp_file_in(&dir).map_err(write_err)?;
+    std::fs::create_dir_all(crate::atomic_file::parent_dir(path)).map_err(write_err)?;
     let envelope = Envelope {
         format: FORMAT.to_string(),
         version: VERSION,
         head,
     };
-    serde_json::to_writer(tmp.as_file_mut(), &envelope)
-        .map_err(|e| write_err(std::io::Error::other(e)))?;
-    tmp.as_file_mut().write_all(b"\n").map_err(write_err)?;
-    tmp.as_file().sync_all().map_err(write_err)?;
-    crate::atomic_file::persist(tmp, path).map_err(write_err)?;
-    Ok(())
+    crate::atomic_file::write_with(path, |w| {
+        serde_json::to_writer(&mut *w, &envelope).map_err(std::io::Error::other)?;
+        w.write_all(b"\n")?;
+        // On disk before the rename: a running loop swaps in a head as soon as it sees one.
+        w.flush()?;
+        w.get_ref().sync_all()
+    })
+    .map_err(write_err)
 }
 
 /// Reads and checks a head file (shapes, finite numbers, distinct labels); `predict`, `eval`,

@@ -245,19 +245,18 @@ fn secret(
     path: &Path,
 ) -> Result<Option<Secret>, FileError> {
     let (value_key, file_key) = keys;
-    match (value, file) {
-        (Some(_), Some(_)) => Err(FileError::Value {
+    if value.is_some() && file.is_some() {
+        return Err(FileError::Value {
             path: path.to_path_buf(),
             key: file_key,
             problem: format!("give either `{value_key}` or `{file_key}`, not both"),
-        }),
-        (Some(value), None) => Ok(Some(Secret::Value(value))),
-        (None, Some(file)) => Ok(Some(Secret::File {
-            path: file,
-            setting: format!("{}: key `{file_key}`", path.display()),
-        })),
-        (None, None) => Ok(None),
+        });
     }
+    Ok(Secret::given(
+        value,
+        file,
+        format!("{}: key `{file_key}`", path.display()),
+    ))
 }
 
 /// A key's text parsed into its type, with the key named when it does not parse.

@@ -118,6 +118,16 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Secret {
+    /// The secret a value and a file setting give, the file named by `setting` in messages.
+    /// Where both are given the file is taken; the command line (clap) and the settings file
+    /// refuse that case before asking.
+    pub fn given(value: Option<String>, file: Option<PathBuf>, setting: String) -> Option<Secret> {
+        match (value, file) {
+            (_, Some(path)) => Some(Secret::File { path, setting }),
+            (value, None) => value.map(Secret::Value),
+        }
+    }
+
     /// The secret: the value, or the file's text without its trailing newline (what `echo`
     /// and editors leave). A file that cannot be read, or holds nothing, is an error: a
     /// service that meant to be guarded must not start open.
