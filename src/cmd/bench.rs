@@ -26,7 +26,11 @@ struct Report {
     pictures: usize,
     rounds: usize,
     threads: usize,
-    /// Convolutions on edge-tl's fused kernels (0 with `EDGE_TL_KERNELS=tract` or without AVX-512).
+    /// Whose kernels ran the convolutions: `avx512`, `avx2`, `neon`, `portable` or `tract`.
+    kernels: String,
+    /// The CPU's vector features (`avx2 fma`...), which decide the default kernels.
+    cpu_flags: String,
+    /// Convolutions on edge-tl's fused kernels (0 with `EDGE_TL_KERNELS=tract`).
     fused_convolutions: usize,
     load_ms: f64,
     first_prediction_ms: f64,
@@ -61,6 +65,9 @@ pub struct Flags {
     /// Frames to run through the camera loop (0 = skip that measurement)
     #[arg(long, default_value_t = 60, value_name = "N", value_parser = flag::<u64>(bounds::LOOP_FRAMES))]
     loop_frames: u64,
+    /// Skip the training measurement (as `scripts/arm-bench.sh` does under qemu)
+    #[arg(long)]
+    no_train: bool,
     /// Also print where the extractor's time goes, per operator kind
     #[arg(long)]
     profile: bool,
@@ -133,8 +140,10 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
         }
     }
     let train_data = train_data.unwrap_or_else(|| super::shared_dir().join("data/catsdogs/train"));
-    let (train_samples, train_ms) = match Dataset::open(&train_data) {
-        Ok(ds) => {
+    let opened = (!args.no_train).then(|| Dataset::open(&train_data));
+    let (train_samples, train_ms) = match opened {
+        None => (0, None),
+        Some(Ok(ds)) => {
             let set = embed_dataset(
                 &ds,
                 &extractor,
@@ -151,7 +160,7 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
             train(&set, &train_data, backbone, &params)?;
             (set.samples.len(), Some(t.elapsed().as_secs_f64() * 1e3))
         }
-        Err(e) => {
+        Some(Err(e)) => {
             eprintln!("no training measurement: {e:#}");
             (0, None)
         }
@@ -177,6 +186,8 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
         pictures: inputs.len(),
         rounds,
         threads: args.threads,
+        kernels: model.kernels.to_string(),
+        cpu_flags: edge_tl::model::cpu_vector_flags(),
         fused_convolutions: extractor.fused_convolutions(),
         load_ms,
         first_prediction_ms: first_prediction_ms.unwrap_or(f64::NAN),
@@ -198,8 +209,9 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
             report.model_path.display()
         );
         println!(
-            "fused convolutions    {} (EDGE_TL_KERNELS=tract for none)",
-            report.fused_convolutions
+            "kernels               {} on a CPU with {}; {} fused convolutions \
+             (EDGE_TL_KERNELS=avx512|avx2|neon|portable|tract forces a path)",
+            report.kernels, report.cpu_flags, report.fused_convolutions
         );
         println!("load                  {:.0} ms", report.load_ms);
         println!("start-up to 1st pred  {:.0} ms", report.first_prediction_ms);

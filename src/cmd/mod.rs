@@ -137,7 +137,8 @@ fn model_dirs() -> ModelDirs {
 }
 
 /// A model by name or path, found in [`model_dirs`], to run on the kernels `EDGE_TL_KERNELS`
-/// names (`fused`, the default, or `tract`).
+/// names (`fused`, the default: the best this CPU has; `avx512`, `avx2`, `neon`, `portable`,
+/// or `tract`).
 fn resolve_spec(spec: Option<&str>) -> anyhow::Result<ResolvedModel> {
     let kernels: Kernels = std::env::var("EDGE_TL_KERNELS")
         .unwrap_or_default()

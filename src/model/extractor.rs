@@ -88,8 +88,8 @@ impl Extractor {
             .and_then(|g| g.into_decluttered())
             .map_err(tract("decluttering the graph"))?;
         let fused = match model.kernels {
-            Kernels::Fused => {
-                super::fast_conv::rewrite(&mut typed).map_err(tract("fusing convolutions"))?
+            Kernels::Fused(isa) => {
+                super::fast_conv::rewrite(&mut typed, isa).map_err(tract("fusing convolutions"))?
             }
             Kernels::Tract => 0,
         };

@@ -12,6 +12,6 @@ pub mod pull;
 pub mod store;
 
 pub use extractor::{Extractor, Features, Outputs};
-pub use kernels::Kernels;
+pub use kernels::{cpu_vector_flags, Isa, Kernels};
 pub use manifest::Manifest;
 pub use store::{ModelDirs, ResolvedModel};

@@ -30,7 +30,8 @@ pub struct ResolvedModel {
     pub sha256: String,
     /// The backbone classifier's labels, when the manifest has logits.
     pub labels: Option<Vec<String>>,
-    /// Whose kernels run it ([`Kernels::Fused`] unless the caller chooses otherwise).
+    /// Whose kernels run it (the best this CPU has, [`Kernels::default`], unless the caller
+    /// chooses otherwise).
     pub kernels: Kernels,
 }
 
@@ -176,7 +177,7 @@ fn finish(manifest: Manifest, path: PathBuf, sha256: String) -> Result<ResolvedM
         path,
         sha256,
         labels,
-        kernels: Kernels::Fused,
+        kernels: Kernels::default(),
     })
 }
 

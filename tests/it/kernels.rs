@@ -1,7 +1,7 @@
 //! edge-tl's fused convolutions (`model::fast_conv`) against tract's own plan, on the real
 //! backbones and photos: same embeddings up to rounding, same ImageNet answers.
 
-use edge_tl::model::{Extractor, Kernels, Outputs, ResolvedModel};
+use edge_tl::model::{Extractor, Isa, Kernels, Outputs, ResolvedModel};
 use edge_tl::preprocess;
 
 use crate::common::{data, shared};
@@ -28,53 +28,93 @@ fn argmax(v: &[f32]) -> usize {
     (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap()
 }
 
-/// Where the CPU has AVX-512 every convolution of the float MobileNetV2 moves to the fused
-/// kernels (1 stem, 17 depthwise, 34 pointwise), and nothing a user sees changes: on every
-/// photo the embedding is the same up to float rounding and the ImageNet top-1 is the same.
-/// In the int8 MobileNetV1 (QDQ) every activation is re-rounded to an 8-bit grid between
-/// layers, so a rounding difference can move a value by one grid step: there the bar is a
-/// cosine of 0.999 (onnxruntime itself is 0.9999 from tract) and the same top-1.
+/// Every convolution of the float MobileNetV2 moves to the fused kernels (1 stem, 17
+/// depthwise, 34 pointwise) on every instruction set this CPU has, and nothing a user sees
+/// changes: on every photo the embedding is the same as tract's plan up to float rounding
+/// and the ImageNet top-1 is the same. In the int8 MobileNetV1 (QDQ) every activation is
+/// re-rounded to an 8-bit grid between layers, so a rounding difference can move a value by
+/// one grid step: there the bar is a cosine of 0.999 (onnxruntime itself is 0.9999 from
+/// tract) and the same top-1. On two threads (the ops share their rows out across tract's
+/// pool) the embedding is bit-identical to one thread's.
 #[test]
 fn fused_kernels_agree_with_tracts_plan() {
-    let avx512 = edge_tl::model::fast_conv::kernel::has_avx512();
-    for (name, fused_if_avx512, exact) in [
-        ("mobilenet-v2-f32", 52, true),
-        ("mobilenet-v1-int8", 27, false),
-    ] {
+    let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.available()).collect();
+    // Portable runs everywhere, and a vector path on every CPU this suite runs on.
+    assert!(isas.len() >= 2, "{isas:?}");
+    let photos = photos();
+    assert!(photos.len() >= 27, "{} photos", photos.len());
+    for (name, fusable) in [("mobilenet-v2-f32", 52), ("mobilenet-v1-int8", 27)] {
         let model = crate::common::resolve(name);
-        let fused = Extractor::load(&model, Outputs::EmbeddingAndLogits).unwrap();
         let tract_model = ResolvedModel {
             kernels: Kernels::Tract,
             ..model.clone()
         };
         let tract = Extractor::load(&tract_model, Outputs::EmbeddingAndLogits).unwrap();
-        let want = if avx512 { fused_if_avx512 } else { 0 };
-        assert_eq!(fused.fused_convolutions(), want, "{name}");
         assert_eq!(tract.fused_convolutions(), 0, "{name}");
-        let photos = photos();
-        assert!(photos.len() >= 27, "{} photos", photos.len());
-        for photo in photos {
-            let frame = preprocess::decode_file(&photo).unwrap();
-            let input = preprocess::to_input(&frame, &model.manifest);
-            let (a, b) = (fused.run(&input).unwrap(), tract.run(&input).unwrap());
-            let scale = b.embedding.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let worst = a
-                .embedding
-                .iter()
-                .zip(&b.embedding)
-                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
-            if exact {
-                assert!(
-                    worst <= 1e-4 * scale.max(1.0),
-                    "{name} {}: embeddings differ by {worst} (largest value {scale})",
-                    photo.display()
-                );
-            } else {
-                let cos = crate::common::cosine(&a.embedding, &b.embedding);
-                assert!(cos >= 0.999, "{name} {}: cosine {cos}", photo.display());
+        let inputs: Vec<_> = photos
+            .iter()
+            .map(|p| preprocess::to_input(&preprocess::decode_file(p).unwrap(), &model.manifest))
+            .collect();
+        let want: Vec<_> = inputs.iter().map(|i| tract.run(i).unwrap()).collect();
+        for &isa in &isas {
+            let fused_model = ResolvedModel {
+                kernels: Kernels::Fused(isa),
+                ..model.clone()
+            };
+            let mut fused = Extractor::load(&fused_model, Outputs::EmbeddingAndLogits).unwrap();
+            assert_eq!(fused.fused_convolutions(), fusable, "{name} {isa:?}");
+            // The portable path is the slow reference (and this crate is built at opt-level 1
+            // in tests): every fourth photo.
+            let step = if isa == Isa::Portable { 4 } else { 1 };
+            for (photo, (input, b)) in photos.iter().zip(inputs.iter().zip(&want)).step_by(step) {
+                let a = fused.run(input).unwrap();
+                let at = format!("{name}, {isa:?}, {}", photo.display());
+                if name.ends_with("f32") {
+                    let scale = b.embedding.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    let worst = a
+                        .embedding
+                        .iter()
+                        .zip(&b.embedding)
+                        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+                    assert!(
+                        worst <= 1e-4 * scale.max(1.0),
+                        "{at}: embeddings differ by {worst} (largest value {scale})"
+                    );
+                } else {
+                    let cos = crate::common::cosine(&a.embedding, &b.embedding);
+                    assert!(cos >= 0.999, "{at}: cosine {cos}");
+                }
+                let (la, lb) = (a.logits.unwrap(), b.logits.as_ref().unwrap());
+                assert_eq!(argmax(&la), argmax(lb), "{at}");
             }
-            let (la, lb) = (a.logits.unwrap(), b.logits.unwrap());
-            assert_eq!(argmax(&la), argmax(&lb), "{name} {}", photo.display());
+            // The float file on two threads: the same bits as one thread, photo by photo.
+            if name.ends_with("f32") {
+                let one: Vec<_> = inputs.iter().map(|i| fused.run(i).unwrap()).collect();
+                fused.set_threads(2);
+                for (input, one) in inputs.iter().zip(&one) {
+                    assert_eq!(
+                        fused.run(input).unwrap().embedding,
+                        one.embedding,
+                        "{isa:?}"
+                    );
+                }
+            }
         }
+    }
+}
+
+/// The default is the best vector path this CPU has (tract's where it has none).
+#[test]
+fn the_default_kernels_are_the_best_this_cpu_has() {
+    let model = crate::common::resolve("mobilenet-v2-f32");
+    let best = Isa::ALL
+        .into_iter()
+        .find(|i| *i != Isa::Portable && i.available());
+    assert_eq!(model.kernels, best.map_or(Kernels::Tract, Kernels::Fused));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        assert_eq!(model.kernels, Kernels::Fused(Isa::Avx512));
+    } else if std::arch::is_x86_feature_detected!("avx2") {
+        assert_eq!(model.kernels, Kernels::Fused(Isa::Avx2));
     }
 }

@@ -11,8 +11,9 @@ use tract_onnx::tract_core::ops::cnn::{Conv, PaddingSpec};
 
 use super::depthwise;
 use super::graph::{clamp, concrete, f32_values, row_major_strides};
-use super::op::{padded_rows, Pad, Plan, TapConv};
+use super::op::{padded_rows, Layout, Pad, Plan, TapConv};
 use super::{Found, MIN_POSITIONS};
+use crate::model::Isa;
 
 /// What the stem and depthwise matchers both need from a channel-last 2-D `Conv` with
 /// constant f32 kernel and bias, unit dilation and explicit (or no) padding, over one picture.
@@ -133,7 +134,7 @@ fn channel_last_conv(model: &TypedModel, id: usize) -> TractResult<Option<Channe
 }
 
 /// A group-1, channel-last `Conv` over a few input channels (+ clamp): the stem.
-pub(super) fn stem(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
+pub(super) fn stem(model: &TypedModel, id: usize, isa: Isa) -> TractResult<Option<Found>> {
     let Some(cv) = channel_last_conv(model, id)? else {
         return Ok(None);
     };
@@ -164,6 +165,7 @@ pub(super) fn stem(model: &TypedModel, id: usize) -> TractResult<Option<Found>> 
         .flat_map(|ky| (0..cv.kw).flat_map(move |kx| (0..c).map(move |ci| (ky, kx, ci))))
         .collect();
     let (rows, bias, padded) = padded_rows(
+        Layout::Panels,
         taps.len(),
         channels,
         |t, o| {
@@ -175,6 +177,7 @@ pub(super) fn stem(model: &TypedModel, id: usize) -> TractResult<Option<Found>> 
     let (sh, sw) = (cv.sh, cv.sw);
     let (last, lo, hi) = clamp(model, id.into());
     let op = TapConv {
+        isa,
         kind: "EdgeTlStemConv",
         plan: Plan::Taps {
             bases: Arc::new(
@@ -203,7 +206,11 @@ pub(super) fn stem(model: &TypedModel, id: usize) -> TractResult<Option<Found>> 
 }
 
 /// A channel-last `Conv` with one group per channel (+ clamp): a depthwise convolution.
-pub(super) fn depthwise_conv(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
+pub(super) fn depthwise_conv(
+    model: &TypedModel,
+    id: usize,
+    isa: Isa,
+) -> TractResult<Option<Found>> {
     let Some(cv) = channel_last_conv(model, id)? else {
         return Ok(None);
     };
@@ -228,6 +235,7 @@ pub(super) fn depthwise_conv(model: &TypedModel, id: usize) -> TractResult<Optio
     };
     let kw = cv.kw;
     let (rows, bias, padded) = padded_rows(
+        Layout::Rows,
         cv.kh * kw,
         c,
         |t, ch| {
@@ -238,6 +246,7 @@ pub(super) fn depthwise_conv(model: &TypedModel, id: usize) -> TractResult<Optio
     );
     let (last, lo, hi) = clamp(model, id.into());
     let op = TapConv {
+        isa,
         kind: "EdgeTlDepthwiseConv",
         plan: Plan::Depthwise(g),
         rows: Arc::new(rows),

@@ -3,7 +3,11 @@
 //! tract runs MobileNet's 3x3 depthwise layers with the AVX kernel in
 //! `crate::model::depthwise_avx` and then clamps in a separate pass over the whole output
 //! (17 passes over up to 4.8 MB each, 0.9 ms a picture). Here every output vector is clamped
-//! before its only store, with AVX-512 fused multiply-adds, 64 channels at a time.
+//! before its only store, with fused multiply-adds, several vectors of channels at a time;
+//! written once over [`Simd`] and compiled per instruction set like [`super::kernel`].
+
+use super::simd::{self, Portable, Simd};
+use crate::model::Isa;
 
 /// Geometry of one depthwise convolution over a `[h, w, c]` picture.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -48,7 +52,7 @@ impl Geometry {
 /// The weights are [`kernel::Weights`]: one row per tap `ky * kw + kx`, `channels` = `c`.
 pub use super::kernel::Weights;
 
-/// The portable definition (the reference in tests, and where AVX-512 is missing).
+/// The definition, in scalar loops: the reference the tests hold every path to.
 pub fn run_portable(g: &Geometry, input: &[f32], w: &Weights, out: &mut [f32]) {
     for oy in 0..g.oh {
         for ox in 0..g.ow {
@@ -71,88 +75,146 @@ pub fn run_portable(g: &Geometry, input: &[f32], w: &Weights, out: &mut [f32]) {
     }
 }
 
-/// Like [`run_portable`], with AVX-512 where the CPU has it.
-pub fn run(g: &Geometry, input: &[f32], w: &Weights, out: &mut [f32]) {
-    assert!(input.len() >= g.h * g.w * g.c && out.len() >= g.oh * g.ow * g.c);
+/// Like [`run_portable`], on the kernels of `isa` (which this CPU must have).
+pub fn run(isa: Isa, g: &Geometry, input: &[f32], w: &Weights, out: &mut [f32]) {
+    run_rows(isa, g, input, w, 0..g.oh, out)
+}
+
+/// Output rows `oys` only, into `out` (which holds just those rows): one worker's share.
+pub fn run_rows(
+    isa: Isa,
+    g: &Geometry,
+    input: &[f32],
+    w: &Weights,
+    oys: std::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    assert!(input.len() >= g.h * g.w * g.c && oys.end <= g.oh);
+    assert!(out.len() >= oys.len() * g.ow * g.c);
     assert!(w.channels == g.c && w.padded.is_multiple_of(16) && w.padded >= g.c);
     assert!(w.bias.len() >= w.padded);
     assert!(w.rows.len() >= g.kh * g.kw * w.padded);
-    #[cfg(target_arch = "x86_64")]
-    if super::kernel::has_avx512() {
-        // SAFETY: AVX-512F is there; `Geometry::taps` keeps reads inside the picture and the
-        // asserts above keep weight reads and output writes in bounds.
-        unsafe { avx512::run(g, input, w, out) };
-        return;
+    assert!(
+        isa.available(),
+        "the {} kernels on a CPU without them",
+        isa.name()
+    );
+    // SAFETY: the CPU has the instruction set (asserted); `Geometry::taps` keeps reads inside
+    // the picture and the asserts above keep weight reads and output writes in bounds.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => entry::avx512(g, input, w, oys, out),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => entry::avx2(g, input, w, oys, out),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => entry::neon(g, input, w, oys, out),
+            _ => rows::<Portable, 4>(g, input, w, oys, out),
+        }
     }
-    run_portable(g, input, w, out)
 }
 
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::{Geometry, Weights};
-    use std::arch::x86_64::*;
+/// One `#[target_feature]` function per instruction set; `NV` vectors of channels at a time
+/// (64 channels with AVX-512, 32 with AVX2 and NEON... as many as keep the adder busy).
+mod entry {
+    #[allow(unused_imports)]
+    use super::{rows, simd, Geometry, Range, Weights};
 
+    #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn run(g: &Geometry, input: &[f32], w: &Weights, out: &mut [f32]) {
-        let mut taps: Vec<(usize, usize)> = Vec::with_capacity(g.kh * g.kw);
-        unsafe {
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let (ys, xs) = g.taps(oy, ox);
-                    taps.clear();
-                    for ky in ys {
-                        for kx in xs.clone() {
-                            taps.push((g.at(oy, ox, ky, kx), (ky * g.kw + kx) * w.padded));
-                        }
+    pub unsafe fn avx512(g: &Geometry, input: &[f32], w: &Weights, oys: Range, out: &mut [f32]) {
+        unsafe { rows::<simd::Avx512, 4>(g, input, w, oys, out) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn avx2(g: &Geometry, input: &[f32], w: &Weights, oys: Range, out: &mut [f32]) {
+        unsafe { rows::<simd::Avx2, 4>(g, input, w, oys, out) }
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[target_feature(enable = "neon")]
+    pub unsafe fn neon(g: &Geometry, input: &[f32], w: &Weights, oys: Range, out: &mut [f32]) {
+        unsafe { rows::<simd::Neon, 8>(g, input, w, oys, out) }
+    }
+}
+
+type Range = std::ops::Range<usize>;
+
+/// Output rows `oys` into `out`, position by position, `NV` vectors of channels at a time and
+/// then one, the ragged end masked.
+///
+/// # Safety
+/// As [`Simd`]; bounds as checked in [`run_rows`].
+#[inline(always)]
+unsafe fn rows<S: Simd, const NV: usize>(
+    g: &Geometry,
+    input: &[f32],
+    w: &Weights,
+    oys: Range,
+    out: &mut [f32],
+) {
+    let mut taps: Vec<(usize, usize)> = Vec::with_capacity(g.kh * g.kw);
+    let first = oys.start;
+    unsafe {
+        for oy in oys {
+            for ox in 0..g.ow {
+                let (ys, xs) = g.taps(oy, ox);
+                taps.clear();
+                for ky in ys {
+                    for kx in xs.clone() {
+                        taps.push((g.at(oy, ox, ky, kx), (ky * g.kw + kx) * w.padded));
                     }
-                    let dst = out.as_mut_ptr().add((oy * g.ow + ox) * g.c);
-                    let mut c0 = 0;
-                    while c0 + 64 <= g.c {
-                        block::<4>(input, &taps, w, dst, c0, g.c);
-                        c0 += 64;
-                    }
-                    while c0 < g.c {
-                        block::<1>(input, &taps, w, dst, c0, g.c);
-                        c0 += 16;
-                    }
+                }
+                let dst = out.as_mut_ptr().add(((oy - first) * g.ow + ox) * g.c);
+                let mut c0 = 0;
+                while c0 + NV * S::LANES <= g.c {
+                    block::<S, NV>(input, &taps, w, dst, c0, g.c);
+                    c0 += NV * S::LANES;
+                }
+                while c0 < g.c {
+                    block::<S, 1>(input, &taps, w, dst, c0, g.c);
+                    c0 += S::LANES;
                 }
             }
         }
     }
+}
 
-    /// Channels `c0..c0 + 16 * NV` (masked past `c`) of one output position.
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn block<const NV: usize>(
-        input: &[f32],
-        taps: &[(usize, usize)],
-        w: &Weights,
-        dst: *mut f32,
-        c0: usize,
-        c: usize,
-    ) {
-        unsafe {
-            let masks: [u16; NV] = std::array::from_fn(|v| {
-                let left = c.saturating_sub(c0 + 16 * v);
-                if left >= 16 {
-                    u16::MAX
-                } else {
-                    (1u16 << left) - 1
-                }
-            });
-            let mut acc: [__m512; NV] =
-                std::array::from_fn(|v| _mm512_loadu_ps(w.bias.as_ptr().add(c0 + 16 * v)));
-            for &(x, k) in taps {
-                for v in 0..NV {
-                    let xv = _mm512_maskz_loadu_ps(masks[v], input.as_ptr().add(x + c0 + 16 * v));
-                    let kv = _mm512_loadu_ps(w.rows.as_ptr().add(k + c0 + 16 * v));
-                    acc[v] = _mm512_fmadd_ps(kv, xv, acc[v]);
-                }
-            }
-            let (lo, hi) = (_mm512_set1_ps(w.lo), _mm512_set1_ps(w.hi));
+/// Channels `c0..c0 + LANES * NV` (only those below `c`) of one output position.
+#[inline(always)]
+unsafe fn block<S: Simd, const NV: usize>(
+    input: &[f32],
+    taps: &[(usize, usize)],
+    w: &Weights,
+    dst: *mut f32,
+    c0: usize,
+    c: usize,
+) {
+    unsafe {
+        let mut acc: [S::V; NV] =
+            std::array::from_fn(|v| S::load(w.bias.as_ptr().add(c0 + S::LANES * v)));
+        // Only a single-vector block can be ragged (see `rows`).
+        let left = c - c0;
+        for &(x, k) in taps {
             for v in 0..NV {
-                let value = _mm512_min_ps(_mm512_max_ps(acc[v], lo), hi);
-                _mm512_mask_storeu_ps(dst.add(c0 + 16 * v), masks[v], value);
+                let at = input.as_ptr().add(x + c0 + S::LANES * v);
+                let xv = if NV == 1 && left < S::LANES {
+                    S::load_part(at, left)
+                } else {
+                    S::load(at)
+                };
+                let kv = S::load(w.rows.as_ptr().add(k + c0 + S::LANES * v));
+                acc[v] = S::mul_add(kv, xv, acc[v]);
+            }
+        }
+        let (lo, hi) = (S::splat(w.lo), S::splat(w.hi));
+        for v in 0..NV {
+            let value = S::min(S::max(acc[v], lo), hi);
+            if NV == 1 && left < S::LANES {
+                S::store_part(dst.add(c0), value, left);
+            } else {
+                S::store(dst.add(c0 + S::LANES * v), value);
             }
         }
     }
@@ -163,7 +225,8 @@ mod tests {
     use super::*;
 
     /// Strides 1 and 2, padding on every side or only after, channel counts around the
-    /// vector sizes: the vector path agrees with the definition, borders included.
+    /// vector sizes: every path this CPU has agrees with the definition, borders included,
+    /// computed whole or in two shares of rows.
     #[test]
     fn vector_path_matches_the_definition() {
         let (mut clamped_low, mut clamped_high) = (false, false);
@@ -173,6 +236,8 @@ mod tests {
             (144, 2, (1, 1), (7, 7)),
             (7, 1, (1, 1), (5, 6)),
             (80, 1, (1, 1), (3, 3)),
+            (3, 2, (1, 1), (6, 5)),
+            (40, 1, (1, 1), (4, 4)),
         ] {
             let padded = c.div_ceil(16) * 16;
             let g = Geometry {
@@ -210,14 +275,25 @@ mod tests {
                 hi: 6.0,
             };
             let n = g.oh * g.ow * c;
-            let (mut want, mut got) = (vec![0.0; n], vec![f32::NAN; n]);
+            let mut want = vec![0.0; n];
             run_portable(&g, &input, &weights, &mut want);
-            run(&g, &input, &weights, &mut got);
-            for (a, b) in got.iter().zip(&want) {
-                assert!(
-                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
-                    "{a} vs {b} ({g:?})"
-                );
+            for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                let mut got = vec![f32::NAN; n + 1];
+                run(isa, &g, &input, &weights, &mut got[..n]);
+                // The same rows in two shares, as two workers compute them.
+                let split = g.oh / 2;
+                let mut shares = vec![f32::NAN; n];
+                let (top, bottom) = shares.split_at_mut(split * g.ow * c);
+                run_rows(isa, &g, &input, &weights, 0..split, top);
+                run_rows(isa, &g, &input, &weights, split..g.oh, bottom);
+                for ((a, s), b) in got.iter().zip(&shares).zip(&want) {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                        "{isa:?}: {a} vs {b} ({g:?})"
+                    );
+                    assert_eq!(a.to_bits(), s.to_bits(), "{isa:?}: shares differ");
+                }
+                assert!(got[n].is_nan(), "{isa:?} wrote past the end");
             }
             clamped_low |= want.contains(&0.0);
             clamped_high |= want.contains(&6.0);

@@ -15,14 +15,16 @@
 //! form of a 1x1 convolution; its input and output may have the channels first or last), a
 //! group-1 channel-last `Conv` over at most 8 input channels (the stem), and a channel-last
 //! `Conv` with a group per channel (depthwise); each may be followed by `Max(lo)`/`Min(hi)`,
-//! which are folded in. It only runs where the CPU has AVX-512 (elsewhere, e.g. on the Pi, tract's own
-//! kernels run unchanged). Sums are fused multiply-adds in another order than tract's, so
+//! which are folded in. The kernels are written once over a small vector trait ([`simd`]) and
+//! compiled for AVX-512, AVX2+FMA, NEON and plain Rust; [`crate::model::Kernels`] says which
+//! runs. Each op splits its output rows across the pool of tract's executor when a picture
+//! runs on several threads (`op.rs`). Sums are fused multiply-adds in another order than tract's, so
 //! embeddings differ from tract's own plan by rounding only; `tests` and the
 //! end-to-end suite compare the two plans.
 //!
-//! The files: `op.rs` is the op and its evaluation, `pointwise.rs` and `conv2d.rs` recognise
-//! the convolutions, `graph.rs` holds what they read from the graph, [`kernel`] and
-//! [`depthwise`] the arithmetic.
+//! The files: `op.rs` is the op, its evaluation and its sharing out across threads,
+//! `pointwise.rs` and `conv2d.rs` recognise the convolutions, `graph.rs` holds what they read
+//! from the graph, [`kernel`] and [`depthwise`] the arithmetic, [`simd`] the instruction sets.
 
 mod conv2d;
 pub mod depthwise;
@@ -30,8 +32,11 @@ mod graph;
 pub mod kernel;
 mod op;
 mod pointwise;
+pub mod simd;
 
 use tract_onnx::prelude::*;
+
+use crate::model::Isa;
 
 pub use op::TapConv;
 
@@ -43,18 +48,20 @@ const MIN_POSITIONS: usize = 16;
 /// the convolution, its bias and its clamp).
 type Found = (TapConv, OutletId, OutletId);
 
-/// Replaces every convolution described in the module comment by a [`TapConv`]; returns how
-/// many. Does nothing where the CPU lacks AVX-512.
-pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
-    if !kernel::has_avx512() {
-        return Ok(0);
-    }
+/// Replaces every convolution described in the module comment by a [`TapConv`] running on
+/// `isa`'s kernels; returns how many.
+pub fn rewrite(model: &mut TypedModel, isa: Isa) -> TractResult<usize> {
+    tract_onnx::tract_core::internal::ensure!(
+        isa.available(),
+        "this CPU cannot run the {} kernels",
+        isa.name()
+    );
     let mut count = 0;
     for id in 0..model.nodes.len() {
         let matchers = [pointwise::pointwise, conv2d::stem, conv2d::depthwise_conv];
         let found = matchers
             .iter()
-            .find_map(|matcher| matcher(model, id).transpose())
+            .find_map(|matcher| matcher(model, id, isa).transpose())
             .transpose()?;
         if let Some((op, input, replaced)) = found {
             let mut patch = TypedModelPatch::default();

@@ -10,12 +10,13 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use super::graph::{
     binary_with_const, clamp, concrete, f32_values, row_major_strides, sole_consumer,
 };
-use super::op::{padded_rows, Plan, TapConv};
+use super::op::{padded_rows, Layout, Plan, TapConv};
 use super::{Found, MIN_POSITIONS};
+use crate::model::Isa;
 
 /// `EinSum` (constant `[o, k]` weights, channels last in the output) + constant bias `Add`
 /// (+ clamp): a 1x1 convolution.
-pub(super) fn pointwise(model: &TypedModel, id: usize) -> TractResult<Option<Found>> {
+pub(super) fn pointwise(model: &TypedModel, id: usize, isa: Isa) -> TractResult<Option<Found>> {
     let node = model.node(id);
     let Some(op) = node.op_as::<EinSum>() else {
         return Ok(None);
@@ -99,12 +100,14 @@ pub(super) fn pointwise(model: &TypedModel, id: usize) -> TractResult<Option<Fou
     }
     let (last, lo, hi) = clamp(model, add.id.into());
     let (rows, bias, padded) = padded_rows(
+        Layout::Panels,
         depth,
         channels,
         |t, o| w_values[o * w_strides[ow] + t * w_strides[kw]],
         &bias,
     );
     let op = TapConv {
+        isa,
         kind: "EdgeTlPointwiseConv",
         plan: Plan::Taps {
             bases: Arc::new((0..positions).map(|p| p * p_stride).collect()),
