@@ -197,7 +197,7 @@ unsafe fn block<S: Simd, const NV: usize>(
         // Only a single-vector block can be ragged (see `rows`).
         let left = c - c0;
         for &(x, k) in taps {
-            for v in 0..NV {
+            for (v, acc) in acc.iter_mut().enumerate() {
                 let at = input.as_ptr().add(x + c0 + S::LANES * v);
                 let xv = if NV == 1 && left < S::LANES {
                     S::load_part(at, left)
@@ -205,12 +205,12 @@ unsafe fn block<S: Simd, const NV: usize>(
                     S::load(at)
                 };
                 let kv = S::load(w.rows.as_ptr().add(k + c0 + S::LANES * v));
-                acc[v] = S::mul_add(kv, xv, acc[v]);
+                *acc = S::mul_add(kv, xv, *acc);
             }
         }
         let (lo, hi) = (S::splat(w.lo), S::splat(w.hi));
-        for v in 0..NV {
-            let value = S::min(S::max(acc[v], lo), hi);
+        for (v, &acc) in acc.iter().enumerate() {
+            let value = S::min(S::max(acc, lo), hi);
             if NV == 1 && left < S::LANES {
                 S::store_part(dst.add(c0), value, left);
             } else {

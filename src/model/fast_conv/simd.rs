@@ -19,6 +19,11 @@
 //! `LANES` (or `n`) readable or writable floats.
 
 /// One instruction set's `f32` vector.
+///
+/// # Safety
+/// For every method: the CPU has the implementation's features, and each pointer names
+/// `LANES` (or `n`) readable or writable floats.
+#[allow(clippy::missing_safety_doc)] // the trait's section above covers every method
 pub trait Simd {
     /// Floats per vector.
     const LANES: usize;
