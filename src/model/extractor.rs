@@ -151,9 +151,20 @@ impl Extractor {
             Some(s) => s,
             None => self.plan.spawn().map_err(err("starting a run"))?,
         };
-        let outputs = multithread_tract_scope(self.executor.clone(), || {
-            state.run(tvec!(tensor.into_tvalue()))
-        })
+        let run = || {
+            multithread_tract_scope(self.executor.clone(), || {
+                state.run(tvec!(tensor.into_tvalue()))
+            })
+        };
+        // On a pool, the whole picture runs on one of its threads: each fused op then splits
+        // its rows where it stands and the other threads steal shares when they are free, so
+        // a busy machine (a parked worker) costs no hand-over and no wait. Called from
+        // outside the pool, every op would hand its work over and sleep until it came back:
+        // measured beside a busy loop on the other core, that made 2 threads slower than 1.
+        let outputs = match &self.executor {
+            Executor::MultiThread(pool) => pool.install(run),
+            _ => run(),
+        }
         .map_err(err("running the network"))?;
         self.states
             .lock()
