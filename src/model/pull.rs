@@ -302,22 +302,23 @@ mod tests {
         format!("http://{addr}/model.onnx")
     }
 
+    /// `download` of `url` into a temporary file, capped at `size` bytes, cut after `stall`
+    /// seconds of silence: its answer and the file.
+    fn fetch(url: &str, size: u64, stall: u64) -> (Result<String, StoreError>, File) {
+        let mut out = tempfile::tempfile().unwrap();
+        let stall = std::time::Duration::from_secs(stall);
+        let got = download(url, Some(size), &mut out, &crate::progress::Silent, stall);
+        (got, out)
+    }
+
     #[test]
     fn an_endless_server_is_cut_one_byte_past_the_manifest_size() {
         let url = serve_once("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", |s| {
             let chunk = [7u8; 1 << 16];
             while s.write_all(&chunk).is_ok() {}
         });
-        let mut out = tempfile::tempfile().unwrap();
-        let stall = std::time::Duration::from_secs(30);
-        let err = download(
-            &url,
-            Some(1_000_000),
-            &mut out,
-            &crate::progress::Silent,
-            stall,
-        )
-        .unwrap_err();
+        let (err, out) = fetch(&url, 1_000_000, 30);
+        let err = err.unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -337,16 +338,8 @@ mod tests {
                 let _ = s.write_all(&[0u8; 4096]);
             },
         );
-        let mut out = tempfile::tempfile().unwrap();
-        let stall = std::time::Duration::from_secs(30);
-        let err = download(
-            &url,
-            Some(1_000_000),
-            &mut out,
-            &crate::progress::Silent,
-            stall,
-        )
-        .unwrap_err();
+        let (err, out) = fetch(&url, 1_000_000, 30);
+        let err = err.unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -368,16 +361,7 @@ mod tests {
                 let _ = s.read(&mut [0u8; 1]);
             },
         );
-        let mut out = tempfile::tempfile().unwrap();
-        let stall = std::time::Duration::from_secs(1);
-        let err = download(
-            &url,
-            Some(200_000),
-            &mut out,
-            &crate::progress::Silent,
-            stall,
-        )
-        .unwrap_err();
+        let err = fetch(&url, 200_000, 1).0.unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -401,16 +385,8 @@ mod tests {
                 }
             },
         );
-        let mut out = tempfile::tempfile().unwrap();
-        let stall = std::time::Duration::from_secs(1);
-        let sha = download(
-            &url,
-            Some(200_000),
-            &mut out,
-            &crate::progress::Silent,
-            stall,
-        )
-        .unwrap();
+        let (sha, out) = fetch(&url, 200_000, 1);
+        let sha = sha.unwrap();
         assert_eq!(sha, hex::encode(Sha256::digest([3u8; 200_000])));
         assert_eq!(out.metadata().unwrap().len(), 200_000);
     }
