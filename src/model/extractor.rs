@@ -151,21 +151,9 @@ impl Extractor {
             Some(s) => s,
             None => self.plan.spawn().map_err(err("starting a run"))?,
         };
-        let run = || {
-            multithread_tract_scope(self.executor.clone(), || {
-                state.run(tvec!(tensor.into_tvalue()))
-            })
-        };
-        // On a pool, the whole picture runs on one of its threads: each fused op then splits
-        // its rows where it stands and the other threads steal shares when they are free, so
-        // a busy machine (a parked worker) costs no hand-over and no wait. Called from
-        // outside the pool, every op would hand its work over and sleep until it came back:
-        // measured beside a busy loop on the other core, that made 2 threads slower than 1.
-        let outputs = match &self.executor {
-            Executor::MultiThread(pool) => pool.install(run),
-            _ => run(),
-        }
-        .map_err(err("running the network"))?;
+        let outputs = self
+            .on_executor(|| state.run(tvec!(tensor.into_tvalue())))
+            .map_err(err("running the network"))?;
         self.states
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -192,6 +180,20 @@ impl Extractor {
 }
 
 impl Extractor {
+    /// Runs `f` (one picture) with this extractor's executor. On a pool, the whole picture
+    /// runs on one of its threads: each fused op then splits its rows where it stands and the
+    /// other threads steal shares when they are free, so a busy machine (a parked worker)
+    /// costs no hand-over and no wait. Called from outside the pool, every op would hand its
+    /// work over and sleep until it came back: measured beside a busy loop on the other core,
+    /// that made 2 threads slower than 1.
+    fn on_executor<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let scoped = || multithread_tract_scope(self.executor.clone(), f);
+        match &self.executor {
+            Executor::MultiThread(pool) => pool.install(scoped),
+            _ => scoped(),
+        }
+    }
+
     /// Where the time goes: runs `input` `runs` times and sums the time per operator kind
     /// (tract's op names, e.g. `Conv`, `DepthWise`, `OptMatMul`), largest first, in ms per run.
     pub fn profile(&self, input: &InputTensor, runs: usize) -> Result<Vec<OpTime>, ModelError> {
@@ -202,7 +204,7 @@ impl Extractor {
         let runs = runs.max(1);
         for _ in 0..runs {
             let mut state = self.plan.spawn().map_err(err("starting a run"))?;
-            multithread_tract_scope(self.executor.clone(), || {
+            self.on_executor(|| {
                 state.run_plan_with_eval(
                     tvec!(tensor.clone().into_tvalue()),
                     |ctx, st, node, inputs| {
