@@ -133,6 +133,61 @@ pub enum ModelError {
     NoLogits { name: String },
 }
 
+/// Problems reading an ONNX file someone brings (`models import`); each names the flag that
+/// settles it.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{path}: not a readable ONNX model")]
+    NotOnnx {
+        path: String,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error("{path}: no input takes one RGB picture (rank 4 with 3 channels first or last); the graph's inputs: {inputs}. edge-tl feeds RGB pictures to an image classifier")]
+    NoImageInput { path: String, inputs: String },
+    #[error("{path}: several inputs could take the picture ({inputs}); name it with --input NAME")]
+    SeveralImageInputs { path: String, inputs: String },
+    #[error("{path}: no input named {name:?}; the graph's inputs: {inputs}")]
+    UnknownInput {
+        path: String,
+        name: String,
+        inputs: String,
+    },
+    #[error("{path}: input {input}: edge-tl feeds uint8 (raw pixels) or float32 inputs")]
+    InputType { path: String, input: String },
+    #[error("{path}: input {input} leaves its height or width open; give the size the network was trained at with --size N (or HxW)")]
+    OpenSize { path: String, input: String },
+    #[error("{path}: input {input} has a fixed batch other than 1; export the model with batch 1 (or an open batch)")]
+    Batch { path: String, input: String },
+    #[error("{path}: input {input} takes float pixels, and the file does not say which value range it was trained on; name it with --normalize, one of: {choices} (the model's training code or model card says which)")]
+    NeedsNormalize {
+        path: String,
+        input: String,
+        choices: &'static str,
+    },
+    #[error("{path}: input {input} takes raw uint8 pixels, so the graph normalises them itself: leave out --normalize")]
+    NormalizeU8 { path: String, input: String },
+    #[error("{path}: found no pooled features (the output of a global pool after the last feature map); the graph's outputs: {outputs}. Name the penultimate tensor with --embedding NAME")]
+    NoEmbedding { path: String, outputs: String },
+    #[error("{path}: several tensors could be the features a head learns from: {candidates}; name one with --embedding NAME")]
+    SeveralEmbeddings { path: String, candidates: String },
+    #[error("{path}: no tensor named {name:?} with a known shape (for {flag}); tensor names are those of the ONNX graph (e.g. as Netron shows them)")]
+    UnknownTensor {
+        path: String,
+        name: String,
+        flag: &'static str,
+    },
+    #[error("{path}: tract cannot run it ({what})")]
+    Tract {
+        path: String,
+        what: &'static str,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error("the manifest made from it does not check")]
+    Manifest(#[source] ModelError),
+}
+
 /// Problems downloading or installing a model file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -155,6 +155,7 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
                 kind: HeadKind::Logistic(LogisticParams::default()),
                 folds: 0,
                 seed: 0,
+                choose_alpha: false,
             };
             let t = Instant::now();
             train(&set, &train_data, backbone, &params)?;

@@ -140,13 +140,17 @@ fn model_dirs() -> ModelDirs {
 /// names (`fused`, the default: the best this CPU has; `avx512`, `avx2`, `neon`, `portable`,
 /// or `tract`).
 fn resolve_spec(spec: Option<&str>) -> anyhow::Result<ResolvedModel> {
-    let kernels: Kernels = std::env::var("EDGE_TL_KERNELS")
+    let mut model = store::resolve(spec, &model_dirs())?;
+    model.kernels = kernels_from_env()?;
+    Ok(model)
+}
+
+/// The kernels `EDGE_TL_KERNELS` names (unset: the best this CPU has).
+fn kernels_from_env() -> anyhow::Result<Kernels> {
+    std::env::var("EDGE_TL_KERNELS")
         .unwrap_or_default()
         .parse()
-        .map_err(|e| anyhow::anyhow!("EDGE_TL_KERNELS: {e}"))?;
-    let mut model = store::resolve(spec, &model_dirs())?;
-    model.kernels = kernels;
-    Ok(model)
+        .map_err(|e| anyhow::anyhow!("EDGE_TL_KERNELS: {e}"))
 }
 
 /// Resolves `--model`, defaulting to the head's backbone when a head is in play.

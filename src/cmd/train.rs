@@ -24,9 +24,10 @@ pub struct Flags {
     /// Kind of head
     #[arg(long, value_enum, default_value_t = HeadKindArg::Logistic)]
     head: HeadKindArg,
-    /// L2 regularisation of the logistic head (scikit-learn's 1/C)
-    #[arg(long, default_value_t = 1.0, value_parser = flag::<f64>(bounds::ALPHA))]
-    alpha: f64,
+    /// L2 regularisation of the logistic head (scikit-learn's 1/C), or `auto`: the best of a
+    /// small grid by cross-validated accuracy on the training pictures
+    #[arg(long, default_value = "auto", value_parser = alpha, value_name = "auto|NUMBER")]
+    alpha: Option<f64>,
     /// Also learn from each picture mirrored left-right
     #[arg(long)]
     flip: bool,
@@ -61,11 +62,21 @@ fn folds(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `--alpha`: `auto` (chosen by cross-validation: `None`) or a positive number.
+fn alpha(s: &str) -> Result<Option<f64>, String> {
+    match s.trim() {
+        "auto" => Ok(None),
+        _ => flag::<f64>(bounds::ALPHA)(s)
+            .map(Some)
+            .map_err(|e| format!("{e}, or auto")),
+    }
+}
+
 pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
     let kind = match args.head {
         HeadKindArg::Logistic => {
             let params = LogisticParams {
-                alpha: args.alpha,
+                alpha: args.alpha.unwrap_or(LogisticParams::default().alpha),
                 ..LogisticParams::default()
             };
             HeadKind::Logistic(params)
@@ -81,6 +92,7 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
         kind,
         folds: args.folds,
         seed: args.seed,
+        choose_alpha: args.alpha.is_none(),
     };
     let FolderTraining {
         head,
@@ -111,6 +123,8 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
             "computed": set.computed,
             "cv_accuracy": head.training.cv_accuracy,
             "cv_folds": head.training.cv_folds,
+            "alpha": head_alpha(&head),
+            "alpha_search": head.training.alpha_search,
             "embed_s": embed_s,
             "train_s": train_s,
         });
@@ -143,6 +157,24 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
         ),
         None => {}
     }
+    if let (Some(search), Some(alpha)) = (&head.training.alpha_search, head_alpha(&head)) {
+        let tried: Vec<String> = search
+            .iter()
+            .map(|s| format!("{} {:.1}%", s.alpha, 100.0 * s.cv_accuracy))
+            .collect();
+        println!(
+            "alpha {alpha} chosen by cross-validation ({})",
+            tried.join(", ")
+        );
+    }
     println!("wrote {}", args.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The logistic head's regularisation, if it is one.
+fn head_alpha(head: &edge_tl::head::Head) -> Option<f64> {
+    match &head.classifier {
+        edge_tl::head::Classifier::Logistic { model, .. } => Some(model.alpha),
+        edge_tl::head::Classifier::Centroid { .. } => None,
+    }
 }

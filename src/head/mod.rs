@@ -61,6 +61,10 @@ pub struct TrainingInfo {
     /// k-fold cross-validated accuracy, when every label had enough pictures.
     pub cv_accuracy: Option<f64>,
     pub cv_folds: Option<usize>,
+    /// Every alpha cross-validation tried for a logistic head, when it chose one (the one
+    /// used is in the classifier); absent in heads whose alpha was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha_search: Option<Vec<train::AlphaScore>>,
     /// Seconds since the Unix epoch.
     pub created: u64,
 }
@@ -115,6 +119,7 @@ pub(crate) fn test_head(labels: [&str; 2], classifier: Classifier) -> Head {
             flip: false,
             cv_accuracy: None,
             cv_folds: None,
+            alpha_search: None,
             created: 0,
         },
     }

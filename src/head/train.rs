@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
 
 use super::{Backbone, CentroidModel, Classifier, Head, LogisticParams, Scaler, TrainingInfo};
 use crate::dataset::{embed_dataset, Dataset, EmbedOptions, EmbeddedSet};
@@ -29,6 +30,9 @@ pub struct TrainParams {
     pub folds: usize,
     /// Seed of the fold assignment.
     pub seed: u64,
+    /// For a logistic head: pick its `alpha` from [`ALPHA_GRID`] by cross-validated accuracy
+    /// on the training pictures (the given alpha is used where cross-validation cannot run).
+    pub choose_alpha: bool,
 }
 
 impl Default for TrainParams {
@@ -37,8 +41,22 @@ impl Default for TrainParams {
             kind: HeadKind::Logistic(LogisticParams::default()),
             folds: 5,
             seed: 0,
+            choose_alpha: true,
         }
     }
+}
+
+/// The L2 strengths `--alpha auto` tries, strongest first (a tie goes to the stronger one, as
+/// in scikit-learn's `LogisticRegressionCV`). The loss sums over pictures, so on standardised
+/// 1280-d embeddings alpha = 1 is weak regularisation for a few hundred pictures; the grid
+/// spans both sides of it (docs/models.md has what each set picked).
+pub const ALPHA_GRID: [f64; 6] = [100.0, 30.0, 10.0, 3.0, 1.0, 0.3];
+
+/// One alpha tried by cross-validation and the accuracy it reached.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AlphaScore {
+    pub alpha: f64,
+    pub cv_accuracy: f64,
 }
 
 /// A head trained from a dataset folder, with the embedded pictures and what each step took.
@@ -158,25 +176,88 @@ pub fn fold_assignment(labels: &[usize], n_classes: usize, folds: usize, seed: u
     fold
 }
 
-/// k-fold cross-validated accuracy; `None` when a label has fewer than `folds` pictures.
+/// k-fold cross-validated accuracy of `params.kind`; `None` when a label has fewer than
+/// `folds` pictures.
 pub fn cross_validate(set: &EmbeddedSet, params: &TrainParams) -> Result<Option<f64>, TrainError> {
+    Ok(cross_validate_kinds(set, params, std::slice::from_ref(&params.kind))?.map(|a| a[0]))
+}
+
+/// Cross-validated accuracy of each of `kinds` on the same folds (one split, every kind fitted
+/// on each training part); `None` when a label has fewer than `params.folds` pictures.
+fn cross_validate_kinds(
+    set: &EmbeddedSet,
+    params: &TrainParams,
+    kinds: &[HeadKind],
+) -> Result<Option<Vec<f64>>, TrainError> {
     let k = params.folds;
     if k < 2 || set.counts().iter().any(|&c| c < k) {
         return Ok(None);
     }
     let labels: Vec<usize> = set.samples.iter().map(|s| s.label).collect();
     let fold = fold_assignment(&labels, set.labels.len(), k, params.seed);
-    let mut correct = 0;
+    let mut correct = vec![0; kinds.len()];
     for f in 0..k {
         let train: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] != f).collect();
         let (x, y) = rows_of(set, &train);
-        let classifier = fit_classifier(&params.kind, &x, &y, set.labels.len())?;
-        correct += (0..labels.len())
-            .filter(|&i| fold[i] == f)
-            .filter(|&i| argmax(&classifier.logits(&set.samples[i].embedding)) == labels[i])
-            .count();
+        for (kind, correct) in kinds.iter().zip(&mut correct) {
+            let classifier = fit_classifier(kind, &x, &y, set.labels.len())?;
+            *correct += (0..labels.len())
+                .filter(|&i| fold[i] == f)
+                .filter(|&i| argmax(&classifier.logits(&set.samples[i].embedding)) == labels[i])
+                .count();
+        }
     }
-    Ok(Some(correct as f64 / labels.len() as f64))
+    Ok(Some(
+        correct
+            .into_iter()
+            .map(|c| c as f64 / labels.len() as f64)
+            .collect(),
+    ))
+}
+
+/// The head kind to fit on all pictures, its cross-validated accuracy and, when alpha was
+/// chosen, every alpha tried. The accuracy of a chosen alpha is the best of the grid on the
+/// same folds, so it is slightly optimistic (as `LogisticRegressionCV`'s is).
+fn choose_kind(
+    set: &EmbeddedSet,
+    params: &TrainParams,
+) -> Result<(HeadKind, Option<f64>, Option<Vec<AlphaScore>>), TrainError> {
+    let HeadKind::Logistic(given) = &params.kind else {
+        return Ok((params.kind.clone(), cross_validate(set, params)?, None));
+    };
+    if !params.choose_alpha {
+        return Ok((params.kind.clone(), cross_validate(set, params)?, None));
+    }
+    let kinds: Vec<HeadKind> = ALPHA_GRID
+        .iter()
+        .map(|&alpha| {
+            HeadKind::Logistic(LogisticParams {
+                alpha,
+                ..given.clone()
+            })
+        })
+        .collect();
+    let Some(accuracies) = cross_validate_kinds(set, params, &kinds)? else {
+        return Ok((params.kind.clone(), None, None));
+    };
+    let scores: Vec<AlphaScore> = ALPHA_GRID
+        .iter()
+        .zip(&accuracies)
+        .map(|(&alpha, &cv_accuracy)| AlphaScore { alpha, cv_accuracy })
+        .collect();
+    // The first best: the grid runs from the strongest regularisation down.
+    let best = scores.iter().fold(scores[0], |b, s| {
+        if s.cv_accuracy > b.cv_accuracy {
+            *s
+        } else {
+            b
+        }
+    });
+    let kind = HeadKind::Logistic(LogisticParams {
+        alpha: best.alpha,
+        ..given.clone()
+    });
+    Ok((kind, Some(best.cv_accuracy), Some(scores)))
 }
 
 /// Trains a head on every usable sample of `set` and cross-validates it.
@@ -187,10 +268,10 @@ pub fn train(
     params: &TrainParams,
 ) -> Result<Head, TrainError> {
     check_trainable(set, root)?;
+    let (kind, cv_accuracy, alpha_search) = choose_kind(set, params)?;
     let all: Vec<usize> = (0..set.samples.len()).collect();
     let (x, y) = rows_of(set, &all);
-    let classifier = fit_classifier(&params.kind, &x, &y, set.labels.len())?;
-    let cv_accuracy = cross_validate(set, params)?;
+    let classifier = fit_classifier(&kind, &x, &y, set.labels.len())?;
     Ok(Head {
         labels: set.labels.clone(),
         backbone,
@@ -200,6 +281,7 @@ pub fn train(
             flip: set.samples.iter().any(|s| s.flipped.is_some()),
             cv_accuracy,
             cv_folds: cv_accuracy.map(|_| params.folds),
+            alpha_search,
             created: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -288,6 +370,7 @@ mod tests {
                 kind,
                 folds: 3,
                 seed: 1,
+                choose_alpha: false,
             };
             let head = train(&s, Path::new("d"), backbone(), &params).unwrap();
             assert_eq!(head.training.cv_accuracy, Some(1.0));
@@ -298,5 +381,78 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(cross_validate(&s, &params).unwrap(), None);
+    }
+
+    fn alpha_of(head: &Head) -> f64 {
+        match &head.classifier {
+            Classifier::Logistic { model, .. } => model.alpha,
+            Classifier::Centroid { .. } => panic!("not logistic"),
+        }
+    }
+
+    #[test]
+    fn alpha_is_chosen_by_cross_validation_and_ties_go_to_the_strongest() {
+        // Label 1 sits between the other two along one axis, with noise across: strong
+        // regularisation shrinks the weights until the middle label is never predicted.
+        let mut samples = Vec::new();
+        for (label, centre) in [(0usize, -1.0f32), (1, 0.0), (2, 1.0)] {
+            for i in 0..8 {
+                let wobble = (i as f32 - 3.5) * 0.05;
+                samples.push(Sample {
+                    path: format!("{label}/{i}.jpg").into(),
+                    label,
+                    embedding: vec![centre + wobble, (i % 3) as f32, (i % 2) as f32, 1.0],
+                    flipped: None,
+                });
+            }
+        }
+        let hard = EmbeddedSet {
+            labels: vec!["a".into(), "b".into(), "c".into()],
+            samples,
+            skipped: vec![],
+            cached: 0,
+            computed: 0,
+        };
+        for s in [set(&[6, 6, 6]), hard] {
+            let params = TrainParams {
+                folds: 3,
+                ..Default::default()
+            };
+            let head = train(&s, Path::new("d"), backbone(), &params).unwrap();
+            let search = head
+                .training
+                .alpha_search
+                .clone()
+                .expect("alpha was searched");
+            assert_eq!(
+                search.iter().map(|a| a.alpha).collect::<Vec<_>>(),
+                ALPHA_GRID
+            );
+            let best = search.iter().map(|a| a.cv_accuracy).fold(0.0, f64::max);
+            let first_best = search.iter().find(|a| a.cv_accuracy == best).unwrap();
+            assert_eq!(alpha_of(&head), first_best.alpha);
+            assert_eq!(head.training.cv_accuracy, Some(best));
+            // Each score is that alpha's own cross-validation on the same folds.
+            let fixed = TrainParams {
+                kind: HeadKind::Logistic(LogisticParams {
+                    alpha: search[1].alpha,
+                    ..Default::default()
+                }),
+                choose_alpha: false,
+                ..params.clone()
+            };
+            assert_eq!(
+                cross_validate(&s, &fixed).unwrap(),
+                Some(search[1].cv_accuracy)
+            );
+        }
+        // A label too small to cross-validate: the given alpha, no search recorded.
+        let params = TrainParams {
+            folds: 7,
+            ..Default::default()
+        };
+        let head = train(&set(&[6, 6, 6]), Path::new("d"), backbone(), &params).unwrap();
+        assert_eq!(head.training.alpha_search, None);
+        assert_eq!(alpha_of(&head), LogisticParams::default().alpha);
     }
 }

@@ -156,13 +156,36 @@ const BUILTIN: &[(&str, &str)] = &[
         "models/mobilenet-v1-int8.toml",
         include_str!("../../models/mobilenet-v1-int8.toml"),
     ),
+    (
+        "models/efficientnet-lite0-f32.toml",
+        include_str!("../../models/efficientnet-lite0-f32.toml"),
+    ),
+    (
+        "models/efficientnet-lite0-int8.toml",
+        include_str!("../../models/efficientnet-lite0-int8.toml"),
+    ),
+    (
+        "models/efficientnet-lite2-f32.toml",
+        include_str!("../../models/efficientnet-lite2-f32.toml"),
+    ),
+    (
+        "models/efficientnet-lite2-int8.toml",
+        include_str!("../../models/efficientnet-lite2-int8.toml"),
+    ),
 ];
 
 /// Labels files compiled in, so a manifest can name them without shipping them.
-pub const BUILTIN_LABELS: &[(&str, &str)] = &[(
-    "imagenet_labels.txt",
-    include_str!("../../models/imagenet_labels.txt"),
-)];
+pub const BUILTIN_LABELS: &[(&str, &str)] = &[
+    (
+        "imagenet_labels.txt",
+        include_str!("../../models/imagenet_labels.txt"),
+    ),
+    // The EfficientNet-Lite classifiers have no background class.
+    (
+        "imagenet_labels_1000.txt",
+        include_str!("../../models/imagenet_labels_1000.txt"),
+    ),
+];
 
 /// Name of the model used when `--model` is not given: the quantization-aware-trained
 /// MobileNetV2 with its int8 weights stored as float32. It is the same network as the int8

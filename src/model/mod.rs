@@ -4,6 +4,7 @@
 mod depthwise_avx;
 pub mod extractor;
 pub mod fast_conv;
+pub mod import;
 pub mod input;
 pub mod kernels;
 pub mod layers;

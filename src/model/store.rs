@@ -151,7 +151,7 @@ pub fn resolve(spec: Option<&str>, dirs: &ModelDirs) -> Result<ResolvedModel, Mo
 }
 
 /// Hashes `path` and refuses it unless it matches the manifest.
-fn checked(manifest: Manifest, path: PathBuf) -> Result<ResolvedModel, ModelError> {
+pub fn checked(manifest: Manifest, path: PathBuf) -> Result<ResolvedModel, ModelError> {
     let sha256 = sha256_file(&path).map_err(|source| ModelError::Read {
         path: path.clone(),
         source,

@@ -21,6 +21,7 @@ fn fit(set: &EmbeddedSet, kind: HeadKind) -> Head {
         kind,
         folds: 0,
         seed: 0,
+        choose_alpha: false,
     };
     train(set, Path::new("train"), backbone(), &params).expect("trains")
 }

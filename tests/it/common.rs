@@ -60,6 +60,18 @@ pub fn embedded(rel: &str, flip: bool) -> EmbeddedSet {
     embed_dataset(&ds, extractor(), &options, &edge_tl::progress::Silent).expect("embeds")
 }
 
+/// Embeds a shared dataset split with a shared model other than the default, through the
+/// persistent test cache (keyed by the model's sha256, like every cache entry).
+pub fn embedded_by(model: &str, rel: &str) -> EmbeddedSet {
+    let extractor = Extractor::load(&resolve(model), Outputs::Embedding).expect("model loads");
+    let ds = Dataset::open(&data(rel)).expect("dataset opens");
+    let options = EmbedOptions {
+        cache_dir: Some(cache_dir()),
+        ..EmbedOptions::default()
+    };
+    embed_dataset(&ds, &extractor, &options, &edge_tl::progress::Silent).expect("embeds")
+}
+
 /// Runs the edge-tl binary with the shared models and the test cache.
 pub fn edge_tl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_edge-tl"))

@@ -163,6 +163,7 @@ fn head_file() -> Vec<u8> {
                 kind: edge_tl::head::train::HeadKind::Centroid,
                 folds: 0,
                 seed: 0,
+                choose_alpha: false,
             };
             let head = edge_tl::head::train::train(
                 &set,

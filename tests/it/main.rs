@@ -18,6 +18,7 @@ mod hardening_files;
 mod hardening_http;
 mod hardening_sources;
 mod harness;
+mod import;
 mod kernels;
 mod live;
 #[cfg(feature = "service")]
