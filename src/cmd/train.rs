@@ -27,7 +27,7 @@ pub struct Flags {
     /// L2 regularisation of the logistic head (scikit-learn's 1/C), or `auto`: the best of a
     /// small grid by cross-validated accuracy on the training pictures
     #[arg(long, default_value = "auto", value_parser = alpha, value_name = "auto|NUMBER")]
-    alpha: Option<f64>,
+    alpha: Alpha,
     /// Also learn from each picture mirrored left-right
     #[arg(long)]
     flip: bool,
@@ -62,12 +62,19 @@ fn folds(s: &str) -> Result<usize, String> {
     }
 }
 
-/// `--alpha`: `auto` (chosen by cross-validation: `None`) or a positive number.
-fn alpha(s: &str) -> Result<Option<f64>, String> {
+/// `--alpha`: chosen by cross-validation, or given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Alpha {
+    Auto,
+    Fixed(f64),
+}
+
+/// `--alpha`: `auto` or a positive number.
+fn alpha(s: &str) -> Result<Alpha, String> {
     match s.trim() {
-        "auto" => Ok(None),
+        "auto" => Ok(Alpha::Auto),
         _ => flag::<f64>(bounds::ALPHA)(s)
-            .map(Some)
+            .map(Alpha::Fixed)
             .map_err(|e| format!("{e}, or auto")),
     }
 }
@@ -76,7 +83,10 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
     let kind = match args.head {
         HeadKindArg::Logistic => {
             let params = LogisticParams {
-                alpha: args.alpha.unwrap_or(LogisticParams::default().alpha),
+                alpha: match args.alpha {
+                    Alpha::Fixed(a) => a,
+                    Alpha::Auto => LogisticParams::default().alpha,
+                },
                 ..LogisticParams::default()
             };
             HeadKind::Logistic(params)
@@ -92,7 +102,7 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
         kind,
         folds: args.folds,
         seed: args.seed,
-        choose_alpha: args.alpha.is_none(),
+        choose_alpha: args.alpha == Alpha::Auto,
     };
     let FolderTraining {
         head,

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{Backbone, CentroidModel, Classifier, Head, LogisticParams, Scaler, TrainingInfo};
@@ -195,24 +196,60 @@ fn cross_validate_kinds(
     }
     let labels: Vec<usize> = set.samples.iter().map(|s| s.label).collect();
     let fold = fold_assignment(&labels, set.labels.len(), k, params.seed);
-    let mut correct = vec![0; kinds.len()];
-    for f in 0..k {
-        let train: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] != f).collect();
-        let (x, y) = rows_of(set, &train);
-        for (kind, correct) in kinds.iter().zip(&mut correct) {
-            let classifier = fit_classifier(kind, &x, &y, set.labels.len())?;
-            *correct += (0..labels.len())
-                .filter(|&i| fold[i] == f)
-                .filter(|&i| argmax(&classifier.logits(&set.samples[i].embedding)) == labels[i])
-                .count();
-        }
-    }
+    // Folds are independent: one per core. Within a fold each kind starts from the previous
+    // one's answer (see `fit_after`).
+    let per_fold: Vec<Vec<usize>> = (0..k)
+        .into_par_iter()
+        .map(|f| {
+            let train: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] != f).collect();
+            let (x, y) = rows_of(set, &train);
+            let mut previous: Option<Classifier> = None;
+            let mut correct = Vec::with_capacity(kinds.len());
+            for kind in kinds {
+                let classifier = fit_after(kind, &x, &y, set.labels.len(), previous.as_ref())?;
+                correct.push(
+                    (0..labels.len())
+                        .filter(|&i| fold[i] == f)
+                        .filter(|&i| {
+                            argmax(&classifier.logits(&set.samples[i].embedding)) == labels[i]
+                        })
+                        .count(),
+                );
+                previous = Some(classifier);
+            }
+            Ok(correct)
+        })
+        .collect::<Result<_, TrainError>>()?;
     Ok(Some(
-        correct
-            .into_iter()
-            .map(|c| c as f64 / labels.len() as f64)
+        (0..kinds.len())
+            .map(|j| per_fold.iter().map(|c| c[j]).sum::<usize>() as f64 / labels.len() as f64)
             .collect(),
     ))
+}
+
+/// [`fit_classifier`], warm-started from `previous` when both are logistic heads on the same
+/// rows (the scaler is the same, so the weights are comparable).
+fn fit_after(
+    kind: &HeadKind,
+    x: &[Vec<f32>],
+    y: &[usize],
+    n_classes: usize,
+    previous: Option<&Classifier>,
+) -> Result<Classifier, TrainError> {
+    match (kind, previous) {
+        (HeadKind::Logistic(params), Some(Classifier::Logistic { scaler, model })) => {
+            let scaled: Vec<Vec<f32>> = x.iter().map(|r| scaler.apply(r)).collect();
+            let model = params
+                .clone()
+                .check()?
+                .fit_from(&scaled, y, n_classes, model)?;
+            Ok(Classifier::Logistic {
+                scaler: scaler.clone(),
+                model,
+            })
+        }
+        _ => fit_classifier(kind, x, y, n_classes),
+    }
 }
 
 /// The head kind to fit on all pictures, its cross-validated accuracy and, when alpha was

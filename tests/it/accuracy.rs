@@ -10,7 +10,7 @@ use edge_tl::head::train::{train, HeadKind, TrainParams};
 use edge_tl::head::{Backbone, Head, LogisticParams};
 use edge_tl::metrics::{evaluate, EvalReport};
 
-use crate::common::{default_model, embedded};
+use crate::common::{default_model, embedded, embedded_by};
 
 fn backbone() -> Backbone {
     Backbone::of(default_model())
@@ -93,6 +93,69 @@ fn newdomain_logistic_reaches_74_percent() {
         "newdomain accuracy {}",
         report.accuracy
     );
+}
+
+/// Test accuracy of a logistic head trained the way `edge-tl train` does by default (alpha
+/// chosen by 5-fold cross-validation on the training split) on a shared set, with the
+/// given backbone; also prints the fixed-alpha (1.0) head for comparison.
+fn set_accuracy(model: &str, set: &str) -> f64 {
+    let train_set = embedded_by(model, &format!("{set}/train"));
+    let test = embedded_by(model, &format!("{set}/test"));
+    let backbone = Backbone::of(&crate::common::resolve(model));
+    let auto = train(
+        &train_set,
+        Path::new("train"),
+        backbone.clone(),
+        &TrainParams::default(),
+    )
+    .expect("trains");
+    let fixed = TrainParams {
+        folds: 0,
+        choose_alpha: false,
+        ..TrainParams::default()
+    };
+    let fixed = train(&train_set, Path::new("train"), backbone, &fixed).expect("trains");
+    let (a, f) = (score(&auto, &test), score(&fixed, &test));
+    eprintln!(
+        "{model} {set}: test accuracy {:.4} (alpha by CV: {:?}), {:.4} at alpha 1; top-5 {:.4}",
+        a.accuracy,
+        auto.training.alpha_search.as_ref().map(|s| s
+            .iter()
+            .map(|a| (a.alpha, a.cv_accuracy))
+            .collect::<Vec<_>>()),
+        f.accuracy,
+        a.top5_accuracy
+    );
+    a.accuracy
+}
+
+/// The bars for the EfficientNet-Lite backbones, on the three shared sets.
+fn backbone_reaches(model: &str, catsdogs: f64, pets37: f64, newdomain: f64) {
+    let got = [
+        set_accuracy(model, "catsdogs"),
+        set_accuracy(model, "pets37"),
+        set_accuracy(model, "newdomain"),
+    ];
+    let bars = [catsdogs, pets37, newdomain];
+    assert!(
+        got.iter().zip(bars).all(|(g, b)| *g >= b),
+        "{model}: catsdogs / pets37 / newdomain {got:?} below {bars:?}"
+    );
+}
+
+#[test]
+fn efficientnet_lite0_float_reaches_98_5_88_81() {
+    backbone_reaches("efficientnet-lite0-f32", 0.985, 0.88, 0.81);
+}
+
+#[test]
+fn efficientnet_lite0_int8_reaches_98_5_88_81() {
+    backbone_reaches("efficientnet-lite0-int8", 0.985, 0.88, 0.81);
+}
+
+#[test]
+fn efficientnet_lite2_reaches_99_89_82() {
+    backbone_reaches("efficientnet-lite2-f32", 0.99, 0.89, 0.82);
 }
 
 #[test]

@@ -20,6 +20,26 @@ fn train_eval_predict_on_catsdogs() {
     let so = stdout(&out);
     assert!(so.contains("5-fold cross-validated accuracy"), "{so}");
     assert!(so.contains(&format!("wrote {head_s}")), "{so}");
+    // The default alpha is chosen by cross-validation, and the head says which and from what.
+    assert!(so.contains("chosen by cross-validation (100 "), "{so}");
+    let saved = edge_tl::head::file::load(&head).unwrap();
+    assert_eq!(
+        saved.training.alpha_search.as_ref().map(Vec::len),
+        Some(edge_tl::head::train::ALPHA_GRID.len())
+    );
+    let fixed = dir.path().join("fixed.head");
+    let out = train_cli(
+        &data("catsdogs/train"),
+        &fixed,
+        &["--cache-dir", cache_s, "--alpha", "3"],
+    );
+    assert!(!stdout(&out).contains("chosen by"), "{}", stdout(&out));
+    let fixed = edge_tl::head::file::load(&fixed).unwrap();
+    assert_eq!(fixed.training.alpha_search, None);
+    assert!(matches!(
+        fixed.classifier,
+        edge_tl::head::Classifier::Logistic { ref model, .. } if model.alpha == 3.0
+    ));
 
     let test_dir = data("catsdogs/test");
     let out = edge_tl(&[

@@ -29,7 +29,8 @@ fn argmax(v: &[f32]) -> usize {
 }
 
 /// Every convolution of the float MobileNetV2 moves to the fused kernels (1 stem, 17
-/// depthwise, 34 pointwise) on every instruction set this CPU has, and nothing a user sees
+/// depthwise, 34 pointwise; all 49 of EfficientNet-Lite0, whose depthwise layers are 3x3
+/// and 5x5) on every instruction set this CPU has, and nothing a user sees
 /// changes: on every photo the embedding is the same as tract's plan up to float rounding
 /// and the ImageNet top-1 is the same. In the int8 MobileNetV1 (QDQ) every activation is
 /// re-rounded to an 8-bit grid between layers, so a rounding difference can move a value by
@@ -43,7 +44,12 @@ fn fused_kernels_agree_with_tracts_plan() {
     assert!(isas.len() >= 2, "{isas:?}");
     let photos = photos();
     assert!(photos.len() >= 27, "{} photos", photos.len());
-    for (name, fusable) in [("mobilenet-v2-f32", 52), ("mobilenet-v1-int8", 27)] {
+    for (name, fusable) in [
+        ("mobilenet-v2-f32", 52),
+        ("mobilenet-v1-int8", 27),
+        // 5x5 depthwise layers, stride 2 at 5x5, a PyTorch export (NCHW in the file).
+        ("efficientnet-lite0-f32", 49),
+    ] {
         let model = crate::common::resolve(name);
         let tract_model = ResolvedModel {
             kernels: Kernels::Tract,
