@@ -252,13 +252,13 @@ fn fit_after(
     }
 }
 
+/// What [`choose_kind`] settles: the kind, its cross-validated accuracy, the alphas tried.
+type Chosen = (HeadKind, Option<f64>, Option<Vec<AlphaScore>>);
+
 /// The head kind to fit on all pictures, its cross-validated accuracy and, when alpha was
 /// chosen, every alpha tried. The accuracy of a chosen alpha is the best of the grid on the
 /// same folds, so it is slightly optimistic (as `LogisticRegressionCV`'s is).
-fn choose_kind(
-    set: &EmbeddedSet,
-    params: &TrainParams,
-) -> Result<(HeadKind, Option<f64>, Option<Vec<AlphaScore>>), TrainError> {
+fn choose_kind(set: &EmbeddedSet, params: &TrainParams) -> Result<Chosen, TrainError> {
     let HeadKind::Logistic(given) = &params.kind else {
         return Ok((params.kind.clone(), cross_validate(set, params)?, None));
     };

@@ -19,7 +19,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use tract_onnx::pb::{self, type_proto, ModelProto};
+use tract_onnx::pb::{self, type_proto};
 use tract_onnx::prelude::*;
 
 use crate::error::ImportError;
@@ -114,7 +114,7 @@ pub fn inspect(path: &Path, sha256: &str, opts: &ImportOptions) -> Result<Import
             })
         }
     };
-    let shapes = shapes(&file, &proto, &input)?;
+    let shapes = shapes(path, &input)?;
     let flow = Flow::new(graph);
     let embedding = match &opts.embedding {
         Some(name) => {
@@ -320,11 +320,8 @@ fn image_input(
 
 /// Every named tensor's concrete shape, from tract's typed graph with the input fixed (which
 /// also proves tract can load the file).
-fn shapes(
-    file: &str,
-    proto: &ModelProto,
-    input: &InputSpec,
-) -> Result<HashMap<String, Vec<usize>>, ImportError> {
+fn shapes(path: &Path, input: &InputSpec) -> Result<HashMap<String, Vec<usize>>, ImportError> {
+    let file = &path.display().to_string();
     let tract = |what: &'static str| {
         let file = file.to_string();
         move |source: anyhow::Error| ImportError::Tract {
@@ -333,8 +330,9 @@ fn shapes(
             source,
         }
     };
+    // From the path, so weights kept in external data files beside it are found.
     let mut model = tract_onnx::onnx()
-        .model_for_proto_model(proto)
+        .model_for_path(path)
         .map_err(tract("loading it"))?;
     let ix = model
         .input_outlets()
