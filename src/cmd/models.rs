@@ -255,13 +255,14 @@ fn list(json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let width = rows.iter().map(|r| r.name.len() + 1).max().unwrap_or(4);
     println!(
-        "{:<20} {:>7} {:>5} {:<12} installed",
+        "{:<width$} {:>7} {:>5} {:<12} installed",
         "name", "MB", "dim", "input"
     );
     for r in &rows {
         println!(
-            "{:<20} {:>7.1} {:>5} {:<12} {}",
+            "{:<width$} {:>7.1} {:>5} {:<12} {}",
             format!("{}{}", r.name, if r.default { "*" } else { "" }),
             r.bytes.unwrap_or(0) as f64 / 1e6,
             r.embedding_dim,
