@@ -141,7 +141,7 @@ fn import_model(flags: ImportFlags) -> anyhow::Result<ExitCode> {
         println!("note: {note}");
     }
     // Run it before writing anything: a manifest that does not load is not written.
-    let mut model = store::checked(m.clone(), file.clone())?;
+    let mut model = store::finish(m.clone(), file.clone(), sha256)?;
     model.kernels = super::kernels_from_env()?;
     let outputs = match m.logits {
         Some(_) => Outputs::EmbeddingAndLogits,

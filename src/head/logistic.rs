@@ -97,6 +97,19 @@ pub struct LinearModel {
 }
 
 impl LinearModel {
+    /// The model of weights stacked (dim + 1, classes), the intercept in the last row.
+    fn from_stacked(w: &Array2<f64>, alpha: f64, solver: Solver) -> LinearModel {
+        let dim = w.nrows() - 1;
+        LinearModel {
+            weights: (0..w.ncols())
+                .map(|c| w.column(c).iter().take(dim).map(|&v| v as f32).collect())
+                .collect(),
+            bias: w.row(dim).iter().map(|&v| v as f32).collect(),
+            alpha,
+            solver,
+        }
+    }
+
     /// Class scores (logits) for one standardised embedding.
     pub fn logits(&self, x: &[f32]) -> Vec<f32> {
         self.weights
@@ -154,19 +167,9 @@ impl ValidLogisticParams {
                 "the weights are not finite; raise --alpha".to_string(),
             ));
         }
-        let dim = records.ncols();
-        Ok(LinearModel {
-            weights: (0..n_classes)
-                .map(|c| w.column(c).iter().take(dim).map(|&v| v as f32).collect())
-                .collect(),
-            bias: w.row(dim).iter().map(|&v| v as f32).collect(),
-            alpha: p.alpha,
-            solver,
-        })
+        Ok(LinearModel::from_stacked(&w, p.alpha, solver))
     }
-}
 
-impl ValidLogisticParams {
     /// Fits like [`ValidLogisticParams::fit`], starting from `near` (a model of the same rows
     /// at another alpha) with L-BFGS alone: along a path of alphas each answer is close to
     /// the next, which makes cross-validating a grid of alphas a few times the cost of one
@@ -201,14 +204,7 @@ impl ValidLogisticParams {
         if w.iter().any(|v| !v.is_finite()) {
             return self.fit(x, y, n_classes);
         }
-        Ok(LinearModel {
-            weights: (0..n_classes)
-                .map(|c| w.column(c).iter().take(dim).map(|&v| v as f32).collect())
-                .collect(),
-            bias: w.row(dim).iter().map(|&v| v as f32).collect(),
-            alpha: p.alpha,
-            solver: Solver::Lbfgs,
-        })
+        Ok(LinearModel::from_stacked(&w, p.alpha, Solver::Lbfgs))
     }
 }
 

@@ -149,15 +149,37 @@ pub fn fit_classifier(
     y: &[usize],
     n_classes: usize,
 ) -> Result<Classifier, TrainError> {
+    fit_after(kind, x, y, n_classes, None)
+}
+
+/// [`fit_classifier`], warm-started from `previous` when both are logistic heads fitted on
+/// the same rows: the scaler is then the same, so the weights are comparable and `previous`
+/// (another alpha's answer) is a close start.
+fn fit_after(
+    kind: &HeadKind,
+    x: &[Vec<f32>],
+    y: &[usize],
+    n_classes: usize,
+    previous: Option<&Classifier>,
+) -> Result<Classifier, TrainError> {
     Ok(match kind {
         HeadKind::Centroid => Classifier::Centroid {
             model: CentroidModel::fit(x, y, n_classes),
         },
         HeadKind::Logistic(params) => {
-            let refs: Vec<&[f32]> = x.iter().map(Vec::as_slice).collect();
-            let scaler = Scaler::fit(&refs);
+            let (scaler, near) = match previous {
+                Some(Classifier::Logistic { scaler, model }) => (scaler.clone(), Some(model)),
+                _ => {
+                    let refs: Vec<&[f32]> = x.iter().map(Vec::as_slice).collect();
+                    (Scaler::fit(&refs), None)
+                }
+            };
             let scaled: Vec<Vec<f32>> = x.iter().map(|r| scaler.apply(r)).collect();
-            let model = params.clone().check()?.fit(&scaled, y, n_classes)?;
+            let params = params.clone().check()?;
+            let model = match near {
+                Some(near) => params.fit_from(&scaled, y, n_classes, near)?,
+                None => params.fit(&scaled, y, n_classes)?,
+            };
             Classifier::Logistic { scaler, model }
         }
     })
@@ -227,31 +249,6 @@ fn cross_validate_kinds(
     ))
 }
 
-/// [`fit_classifier`], warm-started from `previous` when both are logistic heads on the same
-/// rows (the scaler is the same, so the weights are comparable).
-fn fit_after(
-    kind: &HeadKind,
-    x: &[Vec<f32>],
-    y: &[usize],
-    n_classes: usize,
-    previous: Option<&Classifier>,
-) -> Result<Classifier, TrainError> {
-    match (kind, previous) {
-        (HeadKind::Logistic(params), Some(Classifier::Logistic { scaler, model })) => {
-            let scaled: Vec<Vec<f32>> = x.iter().map(|r| scaler.apply(r)).collect();
-            let model = params
-                .clone()
-                .check()?
-                .fit_from(&scaled, y, n_classes, model)?;
-            Ok(Classifier::Logistic {
-                scaler: scaler.clone(),
-                model,
-            })
-        }
-        _ => fit_classifier(kind, x, y, n_classes),
-    }
-}
-
 /// What [`choose_kind`] settles: the kind, its cross-validated accuracy, the alphas tried.
 type Chosen = (HeadKind, Option<f64>, Option<Vec<AlphaScore>>);
 
@@ -259,12 +256,10 @@ type Chosen = (HeadKind, Option<f64>, Option<Vec<AlphaScore>>);
 /// chosen, every alpha tried. The accuracy of a chosen alpha is the best of the grid on the
 /// same folds, so it is slightly optimistic (as `LogisticRegressionCV`'s is).
 fn choose_kind(set: &EmbeddedSet, params: &TrainParams) -> Result<Chosen, TrainError> {
-    let HeadKind::Logistic(given) = &params.kind else {
-        return Ok((params.kind.clone(), cross_validate(set, params)?, None));
+    let given = match &params.kind {
+        HeadKind::Logistic(given) if params.choose_alpha => given,
+        _ => return Ok((params.kind.clone(), cross_validate(set, params)?, None)),
     };
-    if !params.choose_alpha {
-        return Ok((params.kind.clone(), cross_validate(set, params)?, None));
-    }
     let kinds: Vec<HeadKind> = ALPHA_GRID
         .iter()
         .map(|&alpha| {

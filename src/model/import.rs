@@ -86,7 +86,8 @@ pub struct Import {
 /// Reads `path` and describes it as a manifest (not written; not yet run).
 pub fn inspect(path: &Path, sha256: &str, opts: &ImportOptions) -> Result<Import, ImportError> {
     let file = path.display().to_string();
-    let proto = tract_onnx::onnx()
+    let onnx = tract_onnx::onnx();
+    let proto = onnx
         .proto_model_for_path(path)
         .map_err(|source| ImportError::NotOnnx {
             path: file.clone(),
@@ -114,7 +115,7 @@ pub fn inspect(path: &Path, sha256: &str, opts: &ImportOptions) -> Result<Import
             })
         }
     };
-    let shapes = shapes(path, &input)?;
+    let shapes = shapes(&onnx, &proto, path, &input)?;
     let flow = Flow::new(graph);
     let embedding = match &opts.embedding {
         Some(name) => {
@@ -128,7 +129,7 @@ pub fn inspect(path: &Path, sha256: &str, opts: &ImportOptions) -> Result<Import
     };
     let mut notes = Vec::new();
     let (logits, assumed_labels) =
-        find_logits(&file, graph, &shapes, &embedding, opts, &mut notes)?;
+        find_logits(&file, graph, &flow, &shapes, &embedding, opts, &mut notes)?;
     let name = match &opts.name {
         Some(n) => n.clone(),
         None => path
@@ -318,9 +319,14 @@ fn image_input(
     })
 }
 
-/// Every named tensor's concrete shape, from tract's typed graph with the input fixed (which
-/// also proves tract can load the file).
-fn shapes(path: &Path, input: &InputSpec) -> Result<HashMap<String, Vec<usize>>, ImportError> {
+/// Every named tensor's concrete shape, from tract's analysed graph with the input fixed
+/// (which also proves tract can load the file).
+fn shapes(
+    onnx: &tract_onnx::Onnx,
+    proto: &pb::ModelProto,
+    path: &Path,
+    input: &InputSpec,
+) -> Result<HashMap<String, Vec<usize>>, ImportError> {
     let file = &path.display().to_string();
     let tract = |what: &'static str| {
         let file = file.to_string();
@@ -330,10 +336,18 @@ fn shapes(path: &Path, input: &InputSpec) -> Result<HashMap<String, Vec<usize>>,
             source,
         }
     };
-    // From the path, so weights kept in external data files beside it are found.
-    let mut model = tract_onnx::onnx()
-        .model_for_path(path)
+    // With the file's folder, so weights kept in external data files beside it are found
+    // (what tract's `model_for_path` does, without reading the file a second time).
+    let parsed = onnx
+        .parse(proto, path.parent().and_then(|d| d.to_str()))
         .map_err(tract("loading it"))?;
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(tract("loading it")(anyhow::anyhow!(
+            "inputs that nothing computes: {:?}",
+            parsed.unresolved_inputs
+        )));
+    }
+    let mut model = parsed.model;
     let ix = model
         .input_outlets()
         .map_err(tract("reading its inputs"))?
@@ -421,6 +435,9 @@ impl<'g> Flow<'g> {
     }
 }
 
+/// Ops that pass their input's values on unchanged, only reshaped.
+const SAME_VALUES: [&str; 4] = ["Flatten", "Reshape", "Squeeze", "Identity"];
+
 /// A tensor with two or more positions along at least two axes besides the batch: a feature
 /// map, not a vector.
 fn spatial(shape: &[usize]) -> bool {
@@ -465,11 +482,7 @@ fn find_embedding(
         let mut at = 0;
         while at < chain.len() {
             for n in flow.consumers.get(chain[at]).into_iter().flatten() {
-                let same_values = matches!(
-                    n.op_type.as_str(),
-                    "Flatten" | "Reshape" | "Squeeze" | "Identity"
-                );
-                if same_values && n.output.len() == 1 {
+                if SAME_VALUES.contains(&n.op_type.as_str()) && n.output.len() == 1 {
                     chain.push(n.output[0].as_str());
                 }
             }
@@ -519,12 +532,12 @@ fn describe_outputs(flow: &Flow, shapes: &HashMap<String, Vec<usize>>) -> String
 fn find_logits(
     file: &str,
     graph: &pb::GraphProto,
+    flow: &Flow,
     shapes: &HashMap<String, Vec<usize>>,
     embedding: &OutputSpec,
     opts: &ImportOptions,
     notes: &mut Vec<String>,
 ) -> Result<(Option<LogitsSpec>, Option<String>), ImportError> {
-    let flow = Flow::new(graph);
     let output = match opts.logits.as_deref() {
         Some("none") => return Ok((None, None)),
         Some(name) => {
@@ -534,12 +547,11 @@ fn find_logits(
         None => {
             // From the pool itself: the classifier may read it apart from the named output.
             let mut root = embedding.output.as_str();
-            while let Some(n) = flow.producer.get(root).filter(|n| {
-                matches!(
-                    n.op_type.as_str(),
-                    "Flatten" | "Reshape" | "Squeeze" | "Identity"
-                )
-            }) {
+            while let Some(n) = flow
+                .producer
+                .get(root)
+                .filter(|n| SAME_VALUES.contains(&n.op_type.as_str()))
+            {
                 root = n.input[0].as_str();
             }
             let after: HashSet<&str> = flow.downstream(root).into_iter().collect();

@@ -151,7 +151,7 @@ pub fn resolve(spec: Option<&str>, dirs: &ModelDirs) -> Result<ResolvedModel, Mo
 }
 
 /// Hashes `path` and refuses it unless it matches the manifest.
-pub fn checked(manifest: Manifest, path: PathBuf) -> Result<ResolvedModel, ModelError> {
+fn checked(manifest: Manifest, path: PathBuf) -> Result<ResolvedModel, ModelError> {
     let sha256 = sha256_file(&path).map_err(|source| ModelError::Read {
         path: path.clone(),
         source,
@@ -167,7 +167,13 @@ pub fn checked(manifest: Manifest, path: PathBuf) -> Result<ResolvedModel, Model
     finish(manifest, path, sha256)
 }
 
-fn finish(manifest: Manifest, path: PathBuf, sha256: String) -> Result<ResolvedModel, ModelError> {
+/// The model of a file whose sha256 the caller has just computed and put in `manifest` (a
+/// manifest made from the file itself, as `models import` does); loads its labels.
+pub fn finish(
+    manifest: Manifest,
+    path: PathBuf,
+    sha256: String,
+) -> Result<ResolvedModel, ModelError> {
     let labels = match &manifest.logits {
         None => None,
         Some(logits) => Some(load_labels(&manifest.name, &logits.labels, &path)?),

@@ -9,6 +9,7 @@ use edge_tl::dataset::EmbeddedSet;
 use edge_tl::head::train::{train, HeadKind, TrainParams};
 use edge_tl::head::{Backbone, Head, LogisticParams};
 use edge_tl::metrics::{evaluate, EvalReport};
+use edge_tl::model::{Extractor, Outputs};
 
 use crate::common::{default_model, embedded, embedded_by};
 
@@ -98,10 +99,11 @@ fn newdomain_logistic_reaches_74_percent() {
 /// Test accuracy of a logistic head trained the way `edge-tl train` does by default (alpha
 /// chosen by 5-fold cross-validation on the training split) on a shared set, with the
 /// given backbone; also prints the fixed-alpha (1.0) head for comparison.
-fn set_accuracy(model: &str, set: &str) -> f64 {
-    let train_set = embedded_by(model, &format!("{set}/train"));
-    let test = embedded_by(model, &format!("{set}/test"));
-    let backbone = Backbone::of(&crate::common::resolve(model));
+fn set_accuracy(extractor: &Extractor, set: &str) -> f64 {
+    let model = &extractor.model().manifest.name;
+    let train_set = embedded_by(extractor, &format!("{set}/train"), false);
+    let test = embedded_by(extractor, &format!("{set}/test"), false);
+    let backbone = Backbone::of(extractor.model());
     let auto = train(
         &train_set,
         Path::new("train"),
@@ -131,10 +133,12 @@ fn set_accuracy(model: &str, set: &str) -> f64 {
 
 /// The bars for the EfficientNet-Lite backbones, on the three shared sets.
 fn backbone_reaches(model: &str, catsdogs: f64, pets37: f64, newdomain: f64) {
+    let extractor =
+        Extractor::load(&crate::common::resolve(model), Outputs::Embedding).expect("model loads");
     let got = [
-        set_accuracy(model, "catsdogs"),
-        set_accuracy(model, "pets37"),
-        set_accuracy(model, "newdomain"),
+        set_accuracy(&extractor, "catsdogs"),
+        set_accuracy(&extractor, "pets37"),
+        set_accuracy(&extractor, "newdomain"),
     ];
     let bars = [catsdogs, pets37, newdomain];
     assert!(

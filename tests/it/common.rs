@@ -49,27 +49,21 @@ pub fn extractor() -> &'static Extractor {
     EX.get_or_init(|| Extractor::load(default_model(), Outputs::Embedding).expect("model loads"))
 }
 
-/// Embeds a shared dataset split through the persistent test cache.
+/// Embeds a shared dataset split with the default model through the persistent test cache.
 pub fn embedded(rel: &str, flip: bool) -> EmbeddedSet {
+    embedded_by(extractor(), rel, flip)
+}
+
+/// Embeds a shared dataset split with `extractor` through the persistent test cache (keyed by
+/// the model's sha256, like every cache entry).
+pub fn embedded_by(extractor: &Extractor, rel: &str, flip: bool) -> EmbeddedSet {
     let ds = Dataset::open(&data(rel)).expect("dataset opens");
     let options = EmbedOptions {
         flip,
         cache_dir: Some(cache_dir()),
         ..EmbedOptions::default()
     };
-    embed_dataset(&ds, extractor(), &options, &edge_tl::progress::Silent).expect("embeds")
-}
-
-/// Embeds a shared dataset split with a shared model other than the default, through the
-/// persistent test cache (keyed by the model's sha256, like every cache entry).
-pub fn embedded_by(model: &str, rel: &str) -> EmbeddedSet {
-    let extractor = Extractor::load(&resolve(model), Outputs::Embedding).expect("model loads");
-    let ds = Dataset::open(&data(rel)).expect("dataset opens");
-    let options = EmbedOptions {
-        cache_dir: Some(cache_dir()),
-        ..EmbedOptions::default()
-    };
-    embed_dataset(&ds, &extractor, &options, &edge_tl::progress::Silent).expect("embeds")
+    embed_dataset(&ds, extractor, &options, &edge_tl::progress::Silent).expect("embeds")
 }
 
 /// Runs the edge-tl binary with the shared models and the test cache.

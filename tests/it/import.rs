@@ -152,6 +152,11 @@ fn two_headed(path: &Path, open_size: bool) {
         ],
         ..Default::default()
     };
+    write_model(path, graph);
+}
+
+/// Writes `graph` as an opset-13 ONNX file.
+fn write_model(path: &Path, graph: GraphProto) {
     let model = ModelProto {
         ir_version: 7,
         opset_import: vec![OperatorSetIdProto {
@@ -228,21 +233,15 @@ fn unclear_graphs_end_in_a_message_naming_the_flag() {
 
     // An input that cannot take a picture.
     let flat = dir.path().join("flat.onnx");
-    let model = ModelProto {
-        ir_version: 7,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
-        graph: Some(GraphProto {
+    write_model(
+        &flat,
+        GraphProto {
             node: vec![node("Relu", &["x"], "y")],
             input: vec![value("x", &[Some(1), Some(10)])],
             output: vec![value("y", &[Some(1), Some(10)])],
             ..Default::default()
-        }),
-        ..Default::default()
-    };
-    std::fs::write(&flat, model.encode_to_vec()).unwrap();
+        },
+    );
     let out = edge_tl(&["models", "import", flat.to_str().unwrap()]);
     assert!(
         stderr(&out).contains("no input takes one RGB picture"),
