@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use edge_tl::dataset::EmbedOptions;
 use edge_tl::settings::bounds::{self, flag};
-use edge_tl::settings::{RunLayer, RunSettings};
+use edge_tl::settings::{RunLayer, RunSettings, Secret};
 use edge_tl::source::{PixelFormat, Size, SourceSpec};
 
 /// The backbone to use; shared by every command that runs the network.
@@ -75,7 +75,8 @@ impl EmbedArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
     /// Frames from: v4l:/dev/videoN (a camera), dir:FOLDER (pictures in name order),
-    /// file:RECORDING (an MJPEG stream on disk) or an http(s):// MJPEG stream
+    /// file:RECORDING (an MJPEG stream on disk), an http(s):// MJPEG stream or an
+    /// rtsp://[USER[:PASSWORD]@]HOST[:PORT]/PATH camera sending H.264
     /// [default: v4l:/dev/video0]
     // Parsed after clap, not by it: clap would repeat a refused value, password and all.
     #[arg(long, short = 's', env = "EDGE_TL_SOURCE", value_name = "SOURCE")]
@@ -96,6 +97,18 @@ pub struct SourceArgs {
     /// dropped); without it a replay waits for each frame to be processed
     #[arg(long, value_name = "FPS", value_parser = flag::<f64>(bounds::FPS))]
     pub replay_fps: Option<f64>,
+    /// Password for an rtsp:// source whose URL names only the user; visible in ps: prefer
+    /// EDGE_TL_SOURCE_PASSWORD or --source-password-file
+    #[arg(
+        long,
+        env = "EDGE_TL_SOURCE_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub source_password: Option<String>,
+    /// File holding the rtsp:// source's password, read once at start
+    #[arg(long, value_name = "FILE", conflicts_with = "source_password")]
+    pub source_password_file: Option<PathBuf>,
 }
 
 /// Fine-tuning settings, shared by `finetune` and `compare`.
@@ -202,6 +215,11 @@ impl SourceArgs {
             fps: self.fps,
             looping: self.looping.then_some(true),
             replay_fps: self.replay_fps,
+            source_password: Secret::given(
+                self.source_password.clone(),
+                self.source_password_file.clone(),
+                "--source-password-file".into(),
+            ),
             ..RunLayer::default()
         })
     }

@@ -4,7 +4,8 @@
 //! ranges as its flag ([`super::bounds`]).
 //!
 //! ```toml
-//! source = "v4l:/dev/video0"
+//! source = "v4l:/dev/video0"   # or "rtsp://viewer@192.168.1.20:554/stream1", ...
+//! source_password_file = "/etc/edge-tl/camera-password"  # or source_password = "..."
 //! model = "mobilenet-v2-f32"
 //! head = "/var/lib/edge-tl/home.head"
 //! threads = 4
@@ -45,6 +46,9 @@ use super::{RunLayer, Secret};
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     source: Option<String>,
+    /// The password of an `rtsp://` source that names only its user.
+    source_password: Option<String>,
+    source_password_file: Option<PathBuf>,
     model: Option<String>,
     head: Option<PathBuf>,
     threads: Option<usize>,
@@ -199,6 +203,12 @@ impl FileSettings {
             ("mqtt.password", "mqtt.password_file"),
             path,
         )?;
+        let source_password = secret(
+            self.source_password,
+            self.source_password_file,
+            ("source_password", "source_password_file"),
+            path,
+        )?;
         let source = match self.source {
             Some(s) => Some(
                 s.parse()
@@ -213,6 +223,7 @@ impl FileSettings {
             fps: checked(self.camera.fps, "camera.fps", &bounds::FPS, path)?,
             looping: None,
             replay_fps: None,
+            source_password,
             model: self.model,
             head: self.head,
             threads: checked(self.threads, "threads", &bounds::THREADS, path)?,
@@ -413,7 +424,7 @@ discovery = false
                 "unknown pixel format \"h264\"",
             ),
             (
-                "source = \"rtsp://x\"",
+                "source = \"rtmp://x\"",
                 "key `source`",
                 "use v4l:/dev/videoN",
             ),

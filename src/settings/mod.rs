@@ -28,6 +28,7 @@ pub struct RunLayer {
     pub fps: Option<f64>,
     pub looping: Option<bool>,
     pub replay_fps: Option<f64>,
+    pub source_password: Option<Secret>,
     pub model: Option<String>,
     pub head: Option<PathBuf>,
     pub threads: Option<usize>,
@@ -67,6 +68,7 @@ impl RunLayer {
             fps,
             looping,
             replay_fps,
+            source_password,
             model,
             head,
             threads,
@@ -324,6 +326,11 @@ impl RunSettings {
             Some(s) => s,
             None => DEFAULT_SOURCE.parse().expect("the default source parses"),
         };
+        // Read only where it is used, so a stale password file does not stop a V4L2 camera.
+        let password = match source {
+            SourceSpec::Rtsp(_) => layer.source_password.map(Secret::read).transpose()?,
+            _ => None,
+        };
         Ok(RunSettings {
             source,
             source_options: SourceOptions {
@@ -334,6 +341,7 @@ impl RunSettings {
                     size: layer.size,
                     fps: layer.fps,
                 },
+                password,
             },
             model: layer.model,
             head: layer.head,

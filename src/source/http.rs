@@ -173,7 +173,7 @@ pub(crate) fn redact_url(url: &str) -> Cow<'_, str> {
 }
 
 /// `text` with the credentials of `url` (as `user:password@`) hidden wherever it quotes them.
-fn hide_credentials(text: &str, url: &str) -> String {
+pub(super) fn hide_credentials(text: &str, url: &str) -> String {
     match userinfo(url) {
         Some(range) => {
             let secret = &url[range.start..=range.end];

@@ -1,5 +1,5 @@
-//! Where frames come from: a V4L2 camera, a folder of pictures, a recorded MJPEG stream or an
-//! MJPEG stream over HTTP, all behind one small trait. A source hands out frames still encoded
+//! Where frames come from: a V4L2 camera, a folder of pictures, a recorded MJPEG stream, an
+//! MJPEG stream over HTTP or an RTSP camera (H.264), all behind one small trait. A source hands out frames still encoded
 //! (or raw RGB for uncompressed cameras); decoding is left to [`RawFrame::decode`], which goes
 //! through the same [`preprocess`](crate::preprocess) path as training, and happens on the
 //! inference side so frames that are dropped are never decoded.
@@ -7,9 +7,13 @@
 mod dir;
 pub mod feed;
 mod file;
+#[cfg(feature = "rtsp")]
+pub mod h264;
 mod http;
 pub mod jpeg_stream;
 pub mod recording;
+#[cfg(feature = "rtsp")]
+mod rtsp;
 pub mod v4l;
 
 use std::path::{Path, PathBuf};
@@ -93,6 +97,9 @@ pub struct SourceOptions {
     pub replay_fps: Option<f64>,
     /// Camera mode requested from the command line.
     pub camera: Want,
+    /// The password for an `rtsp://` URL that names only its user (from the settings file or
+    /// `EDGE_TL_SOURCE_PASSWORD`, so it stays out of `ps` and of logged URLs).
+    pub password: Option<String>,
 }
 
 /// Why a source could not be opened or read.
@@ -100,7 +107,7 @@ pub struct SourceOptions {
 pub enum SourceError {
     #[error(
         "unknown source {spec:?}: use v4l:/dev/videoN, dir:FOLDER, file:RECORDING.mjpg or an \
-         http(s):// MJPEG URL"
+         http(s):// MJPEG URL or an rtsp:// (H.264) URL"
     )]
     BadSpec { spec: String },
     /// `cameras` says which cameras exist (from [`v4l::cameras_hint`], taken when the error
@@ -138,6 +145,8 @@ pub enum SourceError {
     EmptyRecording { path: PathBuf },
     #[error("{url}: {reason}")]
     Http { url: String, reason: String },
+    #[error("{url}: {reason}")]
+    Rtsp { url: String, reason: String },
 }
 
 impl SourceError {
@@ -148,8 +157,8 @@ impl SourceError {
 }
 
 /// Where frames come from, as written after `--source` or in the settings file's `source`:
-/// `v4l:/dev/videoN` (or a bare `/dev/videoN`), `dir:FOLDER`, `file:RECORDING` or an
-/// `http(s)://` URL. Parsed once, where the setting is read.
+/// `v4l:/dev/videoN` (or a bare `/dev/videoN`), `dir:FOLDER`, `file:RECORDING`, an
+/// `http(s)://` URL or an `rtsp://` URL. Parsed once, where the setting is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
     /// A V4L2 camera device.
@@ -160,6 +169,8 @@ pub enum SourceSpec {
     Recording(PathBuf),
     /// An MJPEG stream over HTTP(S).
     Http(String),
+    /// An RTSP camera sending H.264.
+    Rtsp(String),
 }
 
 impl std::str::FromStr for SourceSpec {
@@ -191,6 +202,9 @@ impl std::str::FromStr for SourceSpec {
         if spec.starts_with("http://") || spec.starts_with("https://") {
             return Ok(SourceSpec::Http(spec.to_string()));
         }
+        if spec.starts_with("rtsp://") {
+            return Ok(SourceSpec::Rtsp(spec.to_string()));
+        }
         Err(SourceError::BadSpec {
             spec: http::redact_url(spec).into_owned(),
         })
@@ -205,7 +219,7 @@ impl std::fmt::Display for SourceSpec {
             SourceSpec::Camera(p) => write!(f, "v4l:{}", p.display()),
             SourceSpec::Dir(p) => write!(f, "dir:{}", p.display()),
             SourceSpec::Recording(p) => write!(f, "file:{}", p.display()),
-            SourceSpec::Http(url) => f.write_str(&http::redact_url(url)),
+            SourceSpec::Http(url) | SourceSpec::Rtsp(url) => f.write_str(&http::redact_url(url)),
         }
     }
 }
@@ -229,6 +243,17 @@ pub fn open(
             options.looping,
         )?)),
         SourceSpec::Http(url) => Box::new(http::HttpSource::open(url)?),
+        #[cfg(feature = "rtsp")]
+        SourceSpec::Rtsp(url) => {
+            Box::new(rtsp::RtspSource::open(url, options.password.as_deref())?)
+        }
+        #[cfg(not(feature = "rtsp"))]
+        SourceSpec::Rtsp(url) => {
+            return Err(SourceError::Rtsp {
+                url: http::redact_url(url).into_owned(),
+                reason: "this edge-tl was built without RTSP support (cargo feature `rtsp`)".into(),
+            })
+        }
     })
 }
 
@@ -284,7 +309,7 @@ mod tests {
 
     #[test]
     fn unknown_sources_say_what_is_accepted() {
-        let err = "rtsp://cam/stream".parse::<SourceSpec>().unwrap_err();
+        let err = "rtmp://cam/stream".parse::<SourceSpec>().unwrap_err();
         assert!(
             err.to_string().contains("use v4l:/dev/videoN, dir:FOLDER"),
             "{err}"

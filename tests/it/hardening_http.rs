@@ -347,13 +347,24 @@ fn passwords_in_source_urls_are_in_no_line_edge_tl_prints() {
     );
     assert!(err.contains("http://admin:***@127.0.0.1:"), "{err}");
 
+    // The same for an RTSP camera that is not there.
+    let url = format!("rtsp://admin:hunter2@127.0.0.1:{}/x", free_port());
+    let out = edge_tl(&["run", "--source", &url]);
+    let (out_text, err) = (stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        !err.contains("hunter2") && !out_text.contains("hunter2"),
+        "{err}"
+    );
+    assert!(err.contains("rtsp://admin:***@127.0.0.1:"), "{err}");
+
     // A source edge-tl does not know, credentials and all: refused without repeating them.
-    let out = edge_tl(&["run", "--source", "rtsp://admin:hunter2@127.0.0.1/x"]);
+    let out = edge_tl(&["run", "--source", "rtmp://admin:hunter2@127.0.0.1/x"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
     assert!(
-        err.contains("--source: unknown source \"rtsp://admin:***@127.0.0.1/x\""),
+        err.contains("--source: unknown source \"rtmp://admin:***@127.0.0.1/x\""),
         "{err}"
     );
 }

@@ -216,9 +216,9 @@ fn sources_that_cannot_work_say_why() {
             "no camera at /dev/video63: ",
         ),
         (
-            &["run", "--source", "rtsp://x"],
+            &["run", "--source", "rtmp://x"],
             1,
-            "--source: unknown source \"rtsp://x\": use v4l:/dev/videoN",
+            "--source: unknown source \"rtmp://x\": use v4l:/dev/videoN",
         ),
         (
             &["run", "--source", "dir:/nonexistent/frames"],

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""What an RTSP camera costs edge-tl: H.264 decoding per picture on the capture thread, and
+the loop's frames/s, at 640x360, 1280x720 and 1920x1080.
+
+    python3 scripts/rtsp_bench.py target/release/edge-tl [--fps 25] [--seconds 20]
+
+For each size, scripts/rtsp_server.py (GStreamer, x264 High profile, on this machine) streams
+the shared test photos at --fps; `edge-tl run` classifies the stream (ImageNet classes, one
+inference thread unless --threads). Decode cost = CPU time of edge-tl's `capture` thread
+(RTSP parsing, H.264 decoding, YUV to RGB) over the pictures it delivered, read from
+/proc/PID/task/*/stat between the 20th result and the end; the server's own encoding runs on
+the same cores, so frames/s is a floor for a camera on the network.
+"""
+
+import argparse
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def thread_cpu(pid, name):
+    """CPU seconds (user + system) of the threads of `pid` called `name`."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for task in glob.glob(f"/proc/{pid}/task/*"):
+        try:
+            with open(f"{task}/comm") as f:
+                if f.read().strip() != name:
+                    continue
+            with open(f"{task}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / ticks
+
+
+def cpu_flags():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                return " ".join(sorted(f for f in flags if f.startswith(("avx", "fma", "asimd"))))
+    return "?"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("binary")
+    p.add_argument("--fps", type=int, default=25)
+    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--threads", default="1")
+    p.add_argument("--sizes", default="640x360,1280x720,1920x1080")
+    args = p.parse_args()
+    shared = os.environ.get("EDGE_TL_SHARED", os.path.join(HERE, "..", "..", "shared"))
+    photos = sorted(glob.glob(os.path.join(shared, "data/catsdogs/test/*/*.jpg")))[::40]
+    listing = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)
+    listing.write("\n".join(photos))
+    listing.close()
+    print(f"CPU vector flags: {cpu_flags()}; {os.cpu_count()} cores; stream {args.fps} fps, "
+          f"x264 High profile from the same machine")
+    print(f"{'size':>10} {'decode ms/picture':>18} {'pictures':>9} {'results/s':>10}")
+    for size in args.sizes.split(","):
+        port = free_port()
+        server = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(HERE, "rtsp_server.py"), "--port", str(port),
+             "--mount", "/bench", listing.name, "--hold", "1", "--fps", str(args.fps),
+             "--size", size],
+            stdout=subprocess.PIPE, text=True)
+        assert server.stdout.readline().strip() == "ready"
+        run = subprocess.Popen(
+            [args.binary, "run", "--source", f"rtsp://127.0.0.1:{port}/bench",
+             "--threads", args.threads, "--top", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        start = None
+        try:
+            for n, line in enumerate(run.stdout):
+                result = json.loads(line)
+                now = time.monotonic()
+                if n == 20:
+                    start = (now, thread_cpu(run.pid, "capture"), result["frame"], n)
+                elif start and now - start[0] >= args.seconds:
+                    cpu = thread_cpu(run.pid, "capture") - start[1]
+                    pictures = result["frame"] - start[2]
+                    rate = (n - start[3]) / (now - start[0])
+                    print(f"{size:>10} {1000 * cpu / pictures:>18.2f} {pictures:>9} {rate:>10.1f}")
+                    break
+        finally:
+            run.terminate()
+            run.wait()
+            server.kill()
+            server.wait()
+    os.unlink(listing.name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
