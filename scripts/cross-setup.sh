@@ -7,8 +7,9 @@ set -euo pipefail
 sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
 rustup target add aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf
 need=()
-for p in gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
-         qemu-user libclang-dev; do
+# g++: OpenH264 (the RTSP cameras' H.264 decoder) is C++, built by the cc crate.
+for p in gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf \
+         g++-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user libclang-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -3,6 +3,7 @@
 //! here, so they cannot disagree.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{DecodeError, HeadError, ModelError};
@@ -42,7 +43,8 @@ pub struct Classified {
 /// Backbone plus, optionally, a trained head.
 #[derive(Debug)]
 pub struct Pipeline {
-    extractor: Extractor,
+    /// Shared by the pipelines of several cameras: one backbone in memory for all of them.
+    extractor: Arc<Extractor>,
     head: Option<Head>,
     head_path: Option<PathBuf>,
 }
@@ -51,7 +53,7 @@ impl Pipeline {
     /// Backbone only: answers with the backbone's own (ImageNet) classes.
     pub fn backbone(model: &ResolvedModel) -> Result<Pipeline, ModelError> {
         Ok(Pipeline {
-            extractor: Extractor::load(model, Outputs::EmbeddingAndLogits)?,
+            extractor: Arc::new(Extractor::load(model, Outputs::EmbeddingAndLogits)?),
             head: None,
             head_path: None,
         })
@@ -65,7 +67,7 @@ impl Pipeline {
     ) -> Result<Pipeline, PipelineHeadError> {
         head_file::check_backbone(&head, model, head_path)?;
         Ok(Pipeline {
-            extractor: Extractor::load(model, Outputs::Embedding)?,
+            extractor: Arc::new(Extractor::load(model, Outputs::Embedding)?),
             head: Some(head),
             head_path: Some(head_path.to_path_buf()),
         })
@@ -85,9 +87,27 @@ impl Pipeline {
         &self.extractor
     }
 
-    /// Threads the backbone uses per picture; see [`Extractor::set_threads`].
+    /// Threads the backbone uses per picture; see [`Extractor::set_threads`]. Set before the
+    /// backbone is [shared](Pipeline::share): a shared one keeps its threads.
     pub fn set_threads(&mut self, threads: usize) {
-        self.extractor.set_threads(threads);
+        match Arc::get_mut(&mut self.extractor) {
+            Some(extractor) => extractor.set_threads(threads),
+            None => debug_assert!(false, "threads are set before the backbone is shared"),
+        }
+    }
+
+    /// A pipeline on the same backbone (no second copy in memory) with its own head, or
+    /// with none (the backbone's classes, when it was loaded with its logits).
+    pub fn share(&self, head: Option<(Head, &Path)>) -> Result<Pipeline, HeadError> {
+        let mut shared = Pipeline {
+            extractor: self.extractor.clone(),
+            head: None,
+            head_path: None,
+        };
+        if let Some((head, path)) = head {
+            shared.replace_head(head, path)?;
+        }
+        Ok(shared)
     }
 
     /// The head in use, if any, and where it was loaded from.

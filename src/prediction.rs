@@ -19,6 +19,9 @@ pub struct Latency {
 /// One result: what one JSON line of `edge-tl run` holds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LiveResult {
+    /// The camera's name, when `run` has several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub camera: Option<String>,
     /// Capture time, RFC 3339 UTC with milliseconds.
     pub ts: String,
     /// The frame's position in the source.

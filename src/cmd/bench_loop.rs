@@ -9,13 +9,13 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Serialize;
 
-use edge_tl::live::{run_loop, LiveOptions};
+use edge_tl::live::{run_loop, LiveCamera, LiveOptions};
 use edge_tl::model::ResolvedModel;
 use edge_tl::pipeline::Pipeline;
 use edge_tl::sink::Collect;
 use edge_tl::source::jpeg_stream::write_part;
 use edge_tl::source::recording::camera_frame;
-use edge_tl::source::{Feed, Size, SourceOptions, SourceSpec};
+use edge_tl::source::{Feed, Size, SourceOptions, SourceSpec, Wake};
 
 /// End-to-end loop numbers.
 #[derive(Debug, Serialize)]
@@ -72,17 +72,19 @@ pub fn measure(
     };
     let source = edge_tl::source::open(&SourceSpec::Recording(path), &options)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let feed = Feed::spawn(source, stop.clone());
-    let live = LiveOptions {
-        max_frames: Some(frames.max(1)),
-        ..LiveOptions::default()
-    };
+    let wake = Arc::new(Wake::default());
+    let mut cameras = [LiveCamera {
+        name: None,
+        pipeline,
+        feed: Feed::spawn_waking(source, stop.clone(), wake.clone()),
+        watcher: None,
+        options: LiveOptions::default(),
+    }];
     let start = Instant::now();
     let summary = run_loop(
-        &mut pipeline,
-        &feed,
-        None,
-        &live,
+        &mut cameras,
+        &wake,
+        Some(frames.max(1)),
         &stop,
         &mut Collect::default(),
         &mut || {},

@@ -30,6 +30,13 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     if let Some(s) = &layer.source {
         println!("  source  {s}");
     }
+    for c in layer.cameras.iter().flatten() {
+        let head = c
+            .head
+            .as_ref()
+            .map_or(String::new(), |h| format!(" (head {})", h.display()));
+        println!("  camera  {}: {}{head}", c.name, c.source);
+    }
     if let Some(h) = &layer.head {
         println!("  head    {}", h.display());
     }

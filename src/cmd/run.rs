@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,13 +11,15 @@ use clap::Args;
 
 use super::args::{all_cores_unless, ModelArg, SourceArgs};
 use super::run_services::Services;
-use edge_tl::live::{run_loop, HeadWatcher};
+use edge_tl::live::{run_loop, HeadWatcher, LiveCamera};
 use edge_tl::pipeline::Pipeline;
 use edge_tl::settings::bounds::{self, flag};
-use edge_tl::settings::{file, RunLayer, RunSettings, Secret};
+use edge_tl::settings::{
+    check_camera_name, file, CameraLayer, CameraSettings, RunLayer, RunSettings, Secret,
+};
 use edge_tl::sink::systemd::SystemdNotify;
 use edge_tl::sink::{Fanout, JsonLines, OnChange, Sink};
-use edge_tl::source::Feed;
+use edge_tl::source::{Feed, SourceSpec, Wake};
 
 /// The flags of `run`. None has a clap default: every value is optional here and in the
 /// settings file, and [`RunSettings::resolve`] applies the defaults after merging the two.
@@ -49,6 +52,11 @@ pub struct Flags {
     config: Option<PathBuf>,
     #[command(flatten)]
     source: SourceArgs,
+    /// One of several cameras, each NAME=SOURCE (repeat the flag; instead of --source): one
+    /// backbone serves them all, and each result names its camera
+    // The source is parsed after clap, which would repeat a refused value, password and all.
+    #[arg(long = "camera", value_name = "NAME=SOURCE")]
+    cameras: Vec<String>,
     #[command(flatten)]
     model: ModelArg,
     /// Threads the backbone uses for each picture [default: all cores]
@@ -109,6 +117,28 @@ fn device_id(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// `--camera NAME=SOURCE`, the rest of the camera's settings from those of all cameras.
+fn camera_flag(spec: &str) -> anyhow::Result<CameraLayer> {
+    let Some((name, source)) = spec.split_once('=') else {
+        anyhow::bail!(
+            "--camera {}: write NAME=SOURCE, e.g. --camera door=rtsp://viewer@192.168.1.20/stream1",
+            edge_tl::source::redact_url(spec)
+        );
+    };
+    check_camera_name(name).map_err(|e| anyhow::anyhow!("--camera: {e}"))?;
+    let source = source
+        .parse::<SourceSpec>()
+        .with_context(|| format!("--camera {name}"))?;
+    Ok(CameraLayer {
+        name: name.to_string(),
+        source,
+        source_password: None,
+        head: None,
+        threshold: None,
+        smooth: None,
+    })
+}
+
 impl Flags {
     /// What the command line (and the environment, which clap reads with each flag) says.
     fn layer(&self) -> anyhow::Result<RunLayer> {
@@ -116,7 +146,17 @@ impl Flags {
         if let Some(url) = &s.mqtt {
             edge_tl::sink::mqtt::parse_url(url).context("--mqtt")?;
         }
+        let cameras = match self.cameras.as_slice() {
+            [] => None,
+            given => Some(
+                given
+                    .iter()
+                    .map(|spec| camera_flag(spec))
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+            ),
+        };
         Ok(RunLayer {
+            cameras,
             model: self.model.model.clone(),
             head: self.head.clone(),
             threads: self.threads,
@@ -163,48 +203,43 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     let settings = flags.settings()?;
     let threads = all_cores_unless(settings.threads);
     let stop = super::stop_flag()?;
-    // A head file that does not exist yet is one the page (or `edge-tl train`) will write:
-    // until then the backbone's own classes answer, and the watcher loads it when it appears.
-    let existing_head = settings.head.as_ref().filter(|p| p.exists());
-    if let Some(path) = settings.head.as_ref().filter(|p| !p.exists()) {
+    let mut backbone = load_backbone(&settings)?;
+    backbone.set_threads(threads);
+    let mut services = Services::start(&settings, &backbone)?;
+    let wake = Arc::new(Wake::default());
+    let mut cameras = Vec::new();
+    for camera in &settings.cameras {
+        let pipeline = camera_pipeline(&backbone, camera)?;
+        let source =
+            edge_tl::source::open(&camera.source, &camera.source_options).with_context(|| {
+                match &camera.name {
+                    Some(name) => format!("camera {name}"),
+                    None => "--source".to_string(),
+                }
+            })?;
         eprintln!(
-            "{} does not exist yet: answering with the backbone's ImageNet classes until it is trained",
-            path.display()
+            "classifying {}{} into {} labels on {} thread{}; Ctrl-C stops",
+            camera
+                .name
+                .as_ref()
+                .map_or(String::new(), |n| format!("camera {n}: ")),
+            source.describe(),
+            pipeline.labels().len(),
+            threads,
+            if threads == 1 { "" } else { "s" }
         );
+        cameras.push(LiveCamera {
+            name: camera.name.clone(),
+            pipeline,
+            feed: Feed::spawn_waking(source, stop.clone(), wake.clone()),
+            watcher: match (&camera.head, settings.watch_head) {
+                (Some(path), true) => Some(HeadWatcher::new(path, HEAD_CHECK)),
+                _ => None,
+            },
+            options: camera.live.clone(),
+        });
     }
-    let mut pipeline = match existing_head {
-        Some(path) => {
-            let head = super::load_head(path)?;
-            let model = super::resolve_model(settings.model.as_deref(), Some(&head))?;
-            Pipeline::with_head(&model, head, path).with_context(|| {
-                format!(
-                    "loading {} with head {}",
-                    model.path.display(),
-                    path.display()
-                )
-            })?
-        }
-        None => {
-            let model = super::resolve_model(settings.model.as_deref(), None)?;
-            Pipeline::backbone(&model)
-                .with_context(|| format!("loading {}", model.path.display()))?
-        }
-    };
-    pipeline.set_threads(threads);
-    let mut services = Services::start(&settings, &pipeline)?;
-    let source = edge_tl::source::open(&settings.source, &settings.source_options)?;
-    eprintln!(
-        "classifying {} into {} labels on {} thread{}; Ctrl-C stops",
-        source.describe(),
-        pipeline.labels().len(),
-        threads,
-        if threads == 1 { "" } else { "s" }
-    );
-    let feed = Feed::spawn(source, stop.clone());
-    let mut watcher = match (&settings.head, settings.watch_head) {
-        (Some(path), true) => Some(HeadWatcher::new(path, HEAD_CHECK)),
-        _ => None,
-    };
+    drop(backbone);
     let stdout = JsonLines::new(std::io::stdout().lock());
     let mut json: Box<dyn Sink> = if settings.on_change {
         Box::new(OnChange::new(stdout))
@@ -216,10 +251,9 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     let mut sink = Fanout(sinks);
     let mut systemd = SystemdNotify::from_env();
     let outcome = run_loop(
-        &mut pipeline,
-        &feed,
-        watcher.as_mut(),
-        &settings.live,
+        &mut cameras,
+        &wake,
+        settings.frames,
         &stop,
         &mut sink,
         &mut || {
@@ -246,4 +280,66 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The backbone every camera shares: the one the first existing head was trained on (a head
+/// of another backbone is refused when its camera is set up), else `--model` or the default.
+/// Loaded with its ImageNet logits when a camera has no head yet, or one still to be trained.
+fn load_backbone(settings: &RunSettings) -> anyhow::Result<Pipeline> {
+    let heads: Vec<&PathBuf> = settings
+        .cameras
+        .iter()
+        .filter_map(|c| c.head.as_ref())
+        .collect();
+    let all_trained = heads.len() == settings.cameras.len() && heads.iter().all(|p| p.exists());
+    match heads.iter().find(|p| p.exists()) {
+        Some(path) => {
+            let head = super::load_head(path)?;
+            let model = super::resolve_model(settings.model.as_deref(), Some(&head))?;
+            let context = || {
+                format!(
+                    "loading {} with head {}",
+                    model.path.display(),
+                    path.display()
+                )
+            };
+            if all_trained {
+                Ok(Pipeline::with_head(&model, head, path).with_context(context)?)
+            } else {
+                let backbone = Pipeline::backbone(&model).with_context(context)?;
+                Ok(backbone.share(Some((head, path))).with_context(context)?)
+            }
+        }
+        None => {
+            let model = super::resolve_model(settings.model.as_deref(), None)?;
+            Ok(Pipeline::backbone(&model)
+                .with_context(|| format!("loading {}", model.path.display()))?)
+        }
+    }
+}
+
+/// A camera's pipeline on the shared backbone, with its head when the file exists. A head file
+/// that does not exist yet is one the page (or `edge-tl train`) will write: until then the
+/// backbone's own classes answer, and the watcher loads it when it appears.
+fn camera_pipeline(backbone: &Pipeline, camera: &CameraSettings) -> anyhow::Result<Pipeline> {
+    match camera.head.as_ref() {
+        Some(path) if path.exists() => {
+            let head = super::load_head(path)?;
+            Ok(backbone.share(Some((head, path))).with_context(|| {
+                format!(
+                    "loading head {} on {}",
+                    path.display(),
+                    backbone.extractor().model().path.display()
+                )
+            })?)
+        }
+        Some(path) => {
+            eprintln!(
+                "{} does not exist yet: answering with the backbone's ImageNet classes until it is trained",
+                path.display()
+            );
+            Ok(backbone.share(None)?)
+        }
+        None => Ok(backbone.share(None)?),
+    }
 }

@@ -53,7 +53,15 @@ mod with_service {
                 None => None,
             };
             let mqtt = match mqtt {
-                Some(m) => Some(OnChange::new(MqttSink::start(m, runtime.handle())?)),
+                Some(m) => {
+                    let cameras: Vec<Option<String>> =
+                        settings.cameras.iter().map(|c| c.name.clone()).collect();
+                    Some(OnChange::new(MqttSink::start(
+                        m,
+                        &cameras,
+                        runtime.handle(),
+                    )?))
+                }
                 None => None,
             };
             Ok(Services {

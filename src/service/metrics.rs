@@ -127,6 +127,7 @@ mod tests {
 
     fn result(label: &str, dropped: u64) -> LiveResult {
         LiveResult {
+            camera: None,
             ts: String::new(),
             frame: 0,
             name: None,

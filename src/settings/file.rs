@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::bounds::{self, Bounds, Number};
-use super::{RunLayer, Secret};
+use super::{check_camera_name, CameraLayer, RunLayer, Secret};
 
 /// The file as written; every key is optional.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -54,8 +54,9 @@ struct FileSettings {
     threads: Option<usize>,
     watch_head: Option<bool>,
     data: Option<PathBuf>,
+    /// `[camera]` (the V4L2 mode of the one camera) or `[[camera]]` tables (several cameras).
     #[serde(default)]
-    camera: CameraKeys,
+    camera: CameraSection,
     #[serde(default)]
     results: ResultsKeys,
     #[serde(default)]
@@ -71,6 +72,50 @@ struct CameraKeys {
     format: Option<String>,
     size: Option<String>,
     fps: Option<f64>,
+}
+
+/// `camera` is a table (`[camera]`: the mode of the one camera) or an array of tables
+/// (`[[camera]]`: several cameras); TOML cannot have both under one key.
+#[derive(Debug, Clone, PartialEq)]
+enum CameraSection {
+    Mode(CameraKeys),
+    Cameras(Vec<CameraEntry>),
+}
+
+impl Default for CameraSection {
+    fn default() -> Self {
+        CameraSection::Mode(CameraKeys::default())
+    }
+}
+
+/// Decided by the value's shape, so each shape's own errors (an unknown key, a wrong type) are
+/// reported, not serde's "did not match any variant".
+impl<'de> Deserialize<'de> for CameraSection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match toml::Value::deserialize(d)? {
+            value @ toml::Value::Array(_) => Vec::<CameraEntry>::deserialize(value)
+                .map(CameraSection::Cameras)
+                .map_err(|e| D::Error::custom(format!("in a [[camera]] table: {}", e.message()))),
+            value => CameraKeys::deserialize(value)
+                .map(CameraSection::Mode)
+                .map_err(|e| D::Error::custom(format!("in [camera]: {}", e.message()))),
+        }
+    }
+}
+
+/// `[[camera]]`: one of several cameras. What it leaves out comes from the top level
+/// (`head`) and `[results]` (`threshold`, `smooth`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CameraEntry {
+    name: String,
+    source: String,
+    source_password: Option<String>,
+    source_password_file: Option<PathBuf>,
+    head: Option<PathBuf>,
+    threshold: Option<f32>,
+    smooth: Option<usize>,
 }
 
 /// `[results]`: shaping the answers.
@@ -216,11 +261,23 @@ impl FileSettings {
             ),
             None => None,
         };
+        let (mode, cameras) = match self.camera {
+            CameraSection::Mode(mode) => (mode, None),
+            CameraSection::Cameras(list) => (
+                CameraKeys::default(),
+                Some(
+                    list.into_iter()
+                        .map(|c| c.check(path))
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            ),
+        };
         Ok(RunLayer {
             source,
-            format: parsed(self.camera.format, "camera.format", path)?,
-            size: parsed(self.camera.size, "camera.size", path)?,
-            fps: checked(self.camera.fps, "camera.fps", &bounds::FPS, path)?,
+            format: parsed(mode.format, "camera.format", path)?,
+            size: parsed(mode.size, "camera.size", path)?,
+            fps: checked(mode.fps, "camera.fps", &bounds::FPS, path)?,
+            cameras,
             looping: None,
             replay_fps: None,
             source_password,
@@ -243,6 +300,40 @@ impl FileSettings {
             topic_prefix: m.topic_prefix,
             discovery: m.discovery,
             discovery_prefix: m.discovery_prefix,
+        })
+    }
+}
+
+impl CameraEntry {
+    fn check(self, path: &Path) -> Result<CameraLayer, FileError> {
+        // The entry is named in every message, as several share the keys.
+        let bad = |key: &'static str, problem: String| FileError::Value {
+            path: path.to_path_buf(),
+            key,
+            problem: format!("camera {:?}: {problem}", self.name),
+        };
+        check_camera_name(&self.name).map_err(|e| bad("camera.name", e))?;
+        let source = self
+            .source
+            .parse()
+            .map_err(|e: crate::source::SourceError| bad("camera.source", e.to_string()))?;
+        let named = |e: FileError| match e {
+            FileError::Value { key, problem, .. } => bad(key, problem),
+            other => other,
+        };
+        Ok(CameraLayer {
+            threshold: checked(self.threshold, "camera.threshold", &bounds::THRESHOLD, path)
+                .map_err(named)?,
+            smooth: checked(self.smooth, "camera.smooth", &bounds::SMOOTH, path).map_err(named)?,
+            source_password: secret(
+                self.source_password.clone(),
+                self.source_password_file.clone(),
+                ("camera.source_password", "camera.source_password_file"),
+                path,
+            )?,
+            head: self.head.clone(),
+            source,
+            name: self.name,
         })
     }
 }
@@ -478,6 +569,31 @@ discovery = false
                 "line 2, column 1: ",
                 "unknown field `thresold`",
             ),
+            (
+                "[[camera]]\nname = \"door\"\nsource = \"dir:x\"\nthreshold = 2",
+                "key `camera.threshold`",
+                "camera \"door\": must be between 0 and 1 (got 2)",
+            ),
+            (
+                "[[camera]]\nname = \"front door\"\nsource = \"dir:x\"",
+                "key `camera.name`",
+                "camera name \"front door\": use letters, digits, - and _ only",
+            ),
+            (
+                "[[camera]]\nname = \"door\"\nsource = \"rtmp://x\"",
+                "key `camera.source`",
+                "camera \"door\": unknown source \"rtmp://x\"",
+            ),
+            (
+                "[[camera]]\nname = \"door\"\nsorce = \"dir:x\"",
+                "in a [[camera]] table: ",
+                "unknown field `sorce`",
+            ),
+            (
+                "[camera]\nsource = \"dir:x\"",
+                "in [camera]: ",
+                "unknown field `source`",
+            ),
         ];
         for (text, where_, what) in cases {
             let err = parse(text).unwrap_err().to_string();
@@ -487,5 +603,34 @@ discovery = false
                 "{text:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn camera_tables_give_several_cameras() {
+        let c = parse(
+            "head = \"all.head\"\n\
+             [[camera]]\nname = \"door\"\nsource = \"rtsp://viewer@cam/s\"\nsource_password = \"pw\"\n\
+             head = \"door.head\"\nthreshold = 0.8\nsmooth = 3\n\
+             [[camera]]\nname = \"hall\"\nsource = \"dir:frames\"\n",
+        )
+        .unwrap();
+        let cameras = c.cameras.unwrap();
+        assert_eq!(cameras.len(), 2);
+        assert_eq!(cameras[0].name, "door");
+        assert_eq!(cameras[0].source.to_string(), "rtsp://***@cam/s");
+        assert_eq!(cameras[0].head, Some(PathBuf::from("door.head")));
+        assert_eq!(
+            (cameras[0].threshold, cameras[0].smooth),
+            (Some(0.8), Some(3))
+        );
+        assert!(matches!(cameras[0].source_password, Some(Secret::Value(_))));
+        assert_eq!(
+            cameras[1].source,
+            crate::source::SourceSpec::Dir("frames".into())
+        );
+        assert_eq!(cameras[1].head, None);
+        // The one-camera mode table still reads as before.
+        let c = parse("[camera]\nfps = 15").unwrap();
+        assert_eq!((c.fps, c.cameras), (Some(15.0), None));
     }
 }

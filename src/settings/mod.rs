@@ -29,6 +29,8 @@ pub struct RunLayer {
     pub looping: Option<bool>,
     pub replay_fps: Option<f64>,
     pub source_password: Option<Secret>,
+    /// Several cameras (`--camera NAME=SOURCE`, `[[camera]]`), instead of `source`.
+    pub cameras: Option<Vec<CameraLayer>>,
     pub model: Option<String>,
     pub head: Option<PathBuf>,
     pub threads: Option<usize>,
@@ -69,6 +71,7 @@ impl RunLayer {
             looping,
             replay_fps,
             source_password,
+            cameras,
             model,
             head,
             threads,
@@ -90,6 +93,41 @@ impl RunLayer {
             discovery_prefix
         )
     }
+}
+
+/// One of several cameras as one place gives it; what it leaves out comes from the settings
+/// of all cameras (`head`, `threshold`, `smooth`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraLayer {
+    pub name: String,
+    pub source: SourceSpec,
+    pub source_password: Option<Secret>,
+    pub head: Option<PathBuf>,
+    pub threshold: Option<f32>,
+    pub smooth: Option<usize>,
+}
+
+/// Longest camera name: it goes into MQTT topics, metric labels and every JSON line.
+pub const MAX_CAMERA_NAME: usize = 32;
+
+/// A camera's name: 1 to [`MAX_CAMERA_NAME`] letters, digits, `-` and `_` (safe in an MQTT
+/// topic level, a Prometheus label and a Home Assistant id). The callers name the flag or key.
+pub fn check_camera_name(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if n == 0 || n > MAX_CAMERA_NAME {
+        return Err(format!(
+            "a camera name must be 1 to {MAX_CAMERA_NAME} characters (got {n})"
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "camera name {name:?}: use letters, digits, - and _ only"
+        ));
+    }
+    Ok(())
 }
 
 /// A secret (the HTTP token, the MQTT password) as one place gives it: the value itself, or a
@@ -222,9 +260,25 @@ impl Default for HttpLimits {
     }
 }
 
+/// One camera of `run`, checked.
+#[derive(Debug, Clone)]
+pub struct CameraSettings {
+    /// `None` for the one camera of `--source`: its results carry no `camera` field.
+    pub name: Option<String>,
+    pub source: SourceSpec,
+    pub source_options: SourceOptions,
+    pub head: Option<PathBuf>,
+    pub live: LiveOptions,
+}
+
 /// Everything `run` needs, checked.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
+    /// Every camera: the one of `source` and `live`, or the several of `--camera` and
+    /// `[[camera]]`.
+    pub cameras: Vec<CameraSettings>,
+    /// Stop after this many results (all cameras together).
+    pub frames: Option<u64>,
     pub source: SourceSpec,
     pub source_options: SourceOptions,
     /// Backbone name or path; `None`: the head's backbone, else the default one.
@@ -322,38 +376,98 @@ impl RunSettings {
             }
             m
         });
+        let source_given = layer.source.is_some();
         let source = match layer.source {
             Some(s) => s,
             None => DEFAULT_SOURCE.parse().expect("the default source parses"),
         };
         // Read only where it is used, so a stale password file does not stop a V4L2 camera.
-        let password = match source {
-            SourceSpec::Rtsp(_) => layer.source_password.map(Secret::read).transpose()?,
-            _ => None,
+        let password_for = |source: &SourceSpec, secret: Option<Secret>| match source {
+            SourceSpec::Rtsp(_) => secret.map(Secret::read).transpose(),
+            _ => Ok(None),
+        };
+        let password = password_for(&source, layer.source_password.clone())?;
+        let source_options = SourceOptions {
+            looping: layer.looping.unwrap_or(false),
+            replay_fps: layer.replay_fps,
+            camera: Want {
+                format: layer.format,
+                size: layer.size,
+                fps: layer.fps,
+            },
+            password,
+        };
+        let live = LiveOptions {
+            top: layer.top.unwrap_or(live_defaults.top),
+            smooth: layer.smooth.unwrap_or(live_defaults.smooth),
+            threshold: layer.threshold,
+        };
+        let cameras = match layer.cameras {
+            None => vec![CameraSettings {
+                name: None,
+                source: source.clone(),
+                source_options: source_options.clone(),
+                head: layer.head.clone(),
+                live: live.clone(),
+            }],
+            Some(list) => {
+                if source_given {
+                    return Err(SettingsError::Conflict(
+                        "both a source (--source, EDGE_TL_SOURCE or `source`) and cameras \
+                         (--camera or [[camera]] tables) are given: give one or the other"
+                            .into(),
+                    ));
+                }
+                let mut names = std::collections::HashSet::new();
+                let mut cameras = Vec::new();
+                for c in list {
+                    if !names.insert(c.name.clone()) {
+                        return Err(SettingsError::Conflict(format!(
+                            "two cameras are named {:?}: give each camera its own name",
+                            c.name
+                        )));
+                    }
+                    let password = password_for(
+                        &c.source,
+                        c.source_password.or(layer.source_password.clone()),
+                    )?;
+                    cameras.push(CameraSettings {
+                        name: Some(c.name),
+                        source: c.source,
+                        source_options: SourceOptions {
+                            password,
+                            ..source_options.clone()
+                        },
+                        head: c.head.or(layer.head.clone()),
+                        live: LiveOptions {
+                            smooth: c.smooth.unwrap_or(live.smooth),
+                            threshold: c.threshold.or(live.threshold),
+                            ..live.clone()
+                        },
+                    });
+                }
+                if cameras.len() > 1 && http.is_some() {
+                    return Err(SettingsError::Conflict(
+                        "the HTTP service (--http, [http] listen) serves one camera's page: with \
+                         several cameras leave it out (JSON lines and MQTT carry every camera) or \
+                         run one edge-tl per camera for their pages"
+                            .into(),
+                    ));
+                }
+                cameras
+            }
         };
         Ok(RunSettings {
+            cameras,
+            frames: layer.frames,
             source,
-            source_options: SourceOptions {
-                looping: layer.looping.unwrap_or(false),
-                replay_fps: layer.replay_fps,
-                camera: Want {
-                    format: layer.format,
-                    size: layer.size,
-                    fps: layer.fps,
-                },
-                password,
-            },
+            source_options,
             model: layer.model,
             head: layer.head,
             threads: layer.threads,
             watch_head: layer.watch_head.unwrap_or(true),
             data: layer.data.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
-            live: LiveOptions {
-                top: layer.top.unwrap_or(live_defaults.top),
-                smooth: layer.smooth.unwrap_or(live_defaults.smooth),
-                threshold: layer.threshold,
-                max_frames: layer.frames,
-            },
+            live,
             on_change: layer.on_change.unwrap_or(false),
             http,
             mqtt,
@@ -503,6 +617,67 @@ mod tests {
                  trailing newline is fine)",
                 empty.display()
             )
+        );
+    }
+
+    #[test]
+    fn cameras_take_what_they_leave_out_from_all_and_must_differ() {
+        let camera = |name: &str, source: &str| CameraLayer {
+            name: name.into(),
+            source: source.parse().unwrap(),
+            source_password: None,
+            head: None,
+            threshold: None,
+            smooth: None,
+        };
+        let layer = RunLayer {
+            head: Some("all.head".into()),
+            smooth: Some(4),
+            cameras: Some(vec![
+                CameraLayer {
+                    head: Some("door.head".into()),
+                    smooth: Some(2),
+                    ..camera("door", "dir:a")
+                },
+                camera("hall", "dir:b"),
+            ]),
+            ..RunLayer::default()
+        };
+        let s = RunSettings::resolve(layer.clone()).unwrap();
+        let names: Vec<_> = s.cameras.iter().map(|c| c.name.as_deref()).collect();
+        assert_eq!(names, [Some("door"), Some("hall")]);
+        assert_eq!(s.cameras[0].head, Some(PathBuf::from("door.head")));
+        assert_eq!(s.cameras[1].head, Some(PathBuf::from("all.head")));
+        assert_eq!((s.cameras[0].live.smooth, s.cameras[1].live.smooth), (2, 4));
+
+        // One camera of --source: unnamed, so its results carry no camera field.
+        let one = RunSettings::resolve(RunLayer::default()).unwrap();
+        assert_eq!(one.cameras.len(), 1);
+        assert_eq!(one.cameras[0].name, None);
+
+        let twice = RunLayer {
+            cameras: Some(vec![camera("door", "dir:a"), camera("door", "dir:b")]),
+            ..RunLayer::default()
+        };
+        let e = RunSettings::resolve(twice).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "two cameras are named \"door\": give each camera its own name"
+        );
+        let both = RunLayer {
+            source: Some("dir:c".parse().unwrap()),
+            ..layer.clone()
+        };
+        let e = RunSettings::resolve(both).unwrap_err().to_string();
+        assert!(e.starts_with("both a source (--source"), "{e}");
+        let http = RunLayer {
+            http_listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..layer
+        };
+        let e = RunSettings::resolve(http).unwrap_err().to_string();
+        assert!(
+            e.starts_with("the HTTP service (--http, [http] listen) serves one camera's page"),
+            "{e}"
         );
     }
 }

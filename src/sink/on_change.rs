@@ -25,17 +25,18 @@ impl ChangeDetector {
 }
 
 /// Passes a result on to the wrapped sink only when its label differs from the last one
-/// passed on.
+/// passed on for the same camera.
 pub struct OnChange<S> {
     inner: S,
-    changes: ChangeDetector,
+    /// Per camera (`None`: the one camera of `--source`).
+    changes: std::collections::HashMap<Option<String>, ChangeDetector>,
 }
 
 impl<S: Sink> OnChange<S> {
     pub fn new(inner: S) -> Self {
         OnChange {
             inner,
-            changes: ChangeDetector::default(),
+            changes: Default::default(),
         }
     }
 
@@ -47,7 +48,11 @@ impl<S: Sink> OnChange<S> {
 
 impl<S: Sink> Sink for OnChange<S> {
     fn push(&mut self, result: &LiveResult, frame: &Arc<RawFrame>) -> Flow {
-        if self.changes.changed(&result.label) {
+        let changes = match self.changes.get_mut(&result.camera) {
+            Some(c) => c,
+            None => self.changes.entry(result.camera.clone()).or_default(),
+        };
+        if changes.changed(&result.label) {
             self.inner.push(result, frame)
         } else {
             Flow::Continue
@@ -79,6 +84,7 @@ mod tests {
             data: crate::source::FrameData::Encoded(Vec::new()),
         });
         let result = |label: &str| LiveResult {
+            camera: None,
             ts: String::new(),
             frame: 0,
             name: None,
@@ -96,5 +102,32 @@ mod tests {
         }
         let labels: Vec<String> = sink.into_inner().0.into_iter().map(|r| r.label).collect();
         assert_eq!(labels, ["cat", "dog", "cat"]);
+
+        // Each camera's changes on their own: two cameras interleaved, each steady.
+        let mut sink = OnChange::new(Collect::default());
+        for (camera, l) in [
+            ("door", "cat"),
+            ("yard", "dog"),
+            ("door", "cat"),
+            ("yard", "dog"),
+            ("yard", "cat"),
+        ] {
+            let r = LiveResult {
+                camera: Some(camera.into()),
+                ..result(l)
+            };
+            sink.push(&r, &frame);
+        }
+        let passed: Vec<(String, String)> = sink
+            .into_inner()
+            .0
+            .into_iter()
+            .map(|r| (r.camera.unwrap(), r.label))
+            .collect();
+        let expected = [("door", "cat"), ("yard", "dog"), ("yard", "cat")];
+        assert_eq!(
+            passed,
+            expected.map(|(c, l)| (c.to_string(), l.to_string()))
+        );
     }
 }

@@ -56,16 +56,53 @@ pub struct Feed {
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
+/// Wakes a loop that waits on several feeds at once (several cameras): each feed given the same
+/// `Wake` counts up when it has something new to hand over.
+#[derive(Debug, Default)]
+pub struct Wake {
+    count: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Wake {
+    /// The count now: read before looking at the feeds, then [`Wake::wait`] for a change.
+    pub fn seen(&self) -> u64 {
+        *self.count.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits up to `timeout` for the count to move on from `seen`.
+    pub fn wait(&self, seen: u64, timeout: Duration) {
+        let count = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .changed
+            .wait_timeout_while(count, timeout, |c| *c == seen);
+    }
+
+    fn notify(&self) {
+        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.changed.notify_all();
+    }
+}
+
 impl Feed {
     /// Starts the capture thread. Setting `stop` ends it.
     pub fn spawn(source: Box<dyn FrameSource>, stop: Arc<AtomicBool>) -> Feed {
+        Feed::spawn_waking(source, stop, Arc::default())
+    }
+
+    /// [`Feed::spawn`], counting `wake` up whenever a frame, the end or a failure is ready.
+    pub fn spawn_waking(
+        source: Box<dyn FrameSource>,
+        stop: Arc<AtomicBool>,
+        wake: Arc<Wake>,
+    ) -> Feed {
         let shared: Shared = Arc::default();
         let thread = {
             let shared = shared.clone();
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("capture".into())
-                .spawn(move || capture_loop(source, &shared, &stop))
+                .spawn(move || capture_loop(source, &shared, &stop, &wake))
                 .expect("spawning the capture thread")
         };
         Feed {
@@ -124,7 +161,7 @@ impl Drop for Feed {
     }
 }
 
-fn capture_loop(mut source: Box<dyn FrameSource>, shared: &Shared, stop: &AtomicBool) {
+fn capture_loop(mut source: Box<dyn FrameSource>, shared: &Shared, stop: &AtomicBool, wake: &Wake) {
     let (lock, ready) = &**shared;
     let live = source.is_live();
     let finish = |failure: Option<SourceError>| {
@@ -132,6 +169,8 @@ fn capture_loop(mut source: Box<dyn FrameSource>, shared: &Shared, stop: &Atomic
         slot.ended = true;
         slot.failure = failure;
         ready.notify_all();
+        drop(slot);
+        wake.notify();
     };
     while !stop.load(Ordering::SeqCst) {
         match source.next_frame() {
@@ -153,6 +192,8 @@ fn capture_loop(mut source: Box<dyn FrameSource>, shared: &Shared, stop: &Atomic
                     slot.stats.dropped += 1;
                 }
                 ready.notify_all();
+                drop(slot);
+                wake.notify();
             }
             Ok(None) => return finish(None),
             Err(e) if e.is_transient() => {

@@ -160,7 +160,7 @@ fn redacted_userinfo(userinfo: &str) -> String {
 
 /// `url` for messages: `http://admin:secret@cam/x` becomes `http://admin:***@cam/x`; URLs
 /// without credentials are unchanged.
-pub(crate) fn redact_url(url: &str) -> Cow<'_, str> {
+pub fn redact_url(url: &str) -> Cow<'_, str> {
     match userinfo(url) {
         Some(range) => Cow::Owned(format!(
             "{}{}{}",

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::error::DecodeError;
 use crate::frame::Frame;
 
-pub use feed::{Feed, FeedStats, Next};
-pub(crate) use http::redact_url;
+pub use feed::{Feed, FeedStats, Next, Wake};
+pub use http::redact_url;
 pub use v4l::negotiate::{PixelFormat, Size, Want};
 
 /// The pixels of one frame as the source delivered them.

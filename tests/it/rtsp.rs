@@ -1,7 +1,7 @@
 //! `--source rtsp://...` against a real RTSP server: GStreamer's (Debian's
 //! gir1.2-gst-rtsp-server-1.0, driven by `scripts/rtsp_server.py`), streaming the fixture's
 //! camera frames as H.264 (x264) over RTSP/TCP with Basic authentication, and as H.265 for the
-//! refusal.
+//! refusal; and several cameras in one `run` (RTSP, MJPEG over HTTP and a folder).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -11,7 +11,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::{edge_tl, stderr, stdout};
-use crate::harness::{fixture, free_port, Background, Fixture, FRAMES};
+use crate::harness::{
+    assert_same_as_predict, fixture, free_port, path_arg, Background, Fixture, Scene, FRAMES,
+};
 
 /// Each fixture picture is held for this many frames of the stream.
 const HOLD: usize = 5;
@@ -27,8 +29,18 @@ impl RtspServer {
     /// Serves the fixture's frames as H.264 at `/pets` and as H.265 at `/hevc`, for user
     /// `viewer` with [`PASSWORD`].
     fn start(port: u16, f: &Fixture, dir: &Path) -> RtspServer {
+        Self::showing(port, f, dir, 0..FRAMES)
+    }
+
+    /// [`RtspServer::start`] with only the fixture frames `shown`, in turn.
+    fn showing(
+        port: u16,
+        f: &Fixture,
+        dir: &Path,
+        shown: impl Iterator<Item = usize>,
+    ) -> RtspServer {
         let list = dir.join("frames.txt");
-        let names: Vec<String> = (0..FRAMES)
+        let names: Vec<String> = shown
             .map(|i| f.frames.join(format!("{i:03}.jpg")).display().to_string())
             .collect();
         std::fs::write(&list, names.join("\n")).unwrap();
@@ -207,4 +219,118 @@ fn rtsp_refusals_each_say_what_to_do() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).lines().count(), 3, "{}", stderr(&out));
+}
+
+/// Three cameras in one `run`, each showing something else: an RTSP camera the cats of the
+/// fixture, an MJPEG camera over HTTP one dog, a folder all the fixture's frames. Each
+/// camera's results are right for its own pictures; the RTSP camera going away holds the
+/// others up for nothing, and comes back; one backbone serves them all.
+#[test]
+fn several_cameras_share_one_backbone_and_a_stopped_one_holds_no_one_up() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cats = (0..FRAMES).step_by(2);
+    let server = RtspServer::showing(port, f, dir.path(), cats.clone());
+    let dog = Scene::start(vec![f.jpegs[1].clone()]);
+    let head = f.head.to_str().unwrap();
+    let rtsp = format!(
+        "door={}",
+        server.url(&format!("viewer:{PASSWORD}"), "/pets")
+    );
+    let http = format!("yard={}", dog.url);
+    let folder = format!("hall={}", path_arg("dir:", &f.frames));
+    let run = Background::start(&[
+        "run",
+        "--head",
+        head,
+        "--camera",
+        &rtsp,
+        "--camera",
+        &http,
+        "--camera",
+        &folder,
+        "--loop",
+        "--replay-fps",
+        "8",
+    ]);
+    let of = |lines: &[Value], camera: &str| -> Vec<Value> {
+        lines
+            .iter()
+            .filter(|l| l["camera"] == camera)
+            .cloned()
+            .collect()
+    };
+    let enough = |lines: &[Value]| {
+        ["door", "yard", "hall"]
+            .iter()
+            .all(|c| of(lines, c).len() >= 30)
+    };
+    let mut lines = Vec::new();
+    while !enough(&lines) {
+        lines.extend(run.wait_for("results of every camera", |_| true));
+    }
+    let rss_three = run.rss_kib();
+    let cat = &f.predicted[0].0;
+    let door = of(&lines, "door");
+    let right = door.iter().filter(|l| &l["label"] == cat).count();
+    assert!(
+        right * 100 >= door.len() * 95,
+        "{right} of {}: {door:?}",
+        door.len()
+    );
+    let yard = of(&lines, "yard");
+    assert!(
+        yard.iter().all(|l| l["label"] == f.predicted[1].0.as_str()),
+        "{yard:?}"
+    );
+    assert_same_as_predict(&of(&lines, "hall"), f);
+    assert!(
+        lines.iter().all(|l| l["camera"].is_string()),
+        "every result names its camera"
+    );
+
+    // The RTSP camera goes away: the others go on meanwhile, it comes back.
+    drop(server);
+    let stopped = lines.len();
+    let mut after = Vec::new();
+    while of(&after, "yard").len() < 20 || of(&after, "hall").len() < 20 {
+        after.extend(run.wait_for("the other cameras going on", |_| true));
+    }
+    let server = RtspServer::showing(port, f, dir.path(), cats);
+    loop {
+        after.extend(run.wait_for("the RTSP camera back", |l| l["camera"] == "door"));
+        if of(&after, "door").len() >= 5 {
+            break;
+        }
+    }
+    assert!(stopped > 0);
+    let (status, err) = run.terminate();
+    assert!(status.success(), "{err}");
+    assert!(err.contains(" is back"), "{err}");
+    drop(server);
+
+    // One camera alone, for the memory the two others add.
+    let alone = Background::start(&["run", "--head", head, "--source", &dog.url]);
+    let mut seen = 0;
+    while seen < 30 {
+        seen += alone.wait_for("results", |_| true).len();
+    }
+    let rss_one = alone.rss_kib();
+    let _ = alone.terminate();
+    let model = std::fs::metadata(
+        crate::common::shared().join("models/mobilenet_v2_1.0_224_quant_deq_f32.onnx"),
+    )
+    .unwrap()
+    .len()
+        / 1024;
+    eprintln!(
+        "RSS: three cameras {rss_three} KiB, one camera {rss_one} KiB; backbone file {model} KiB"
+    );
+    // Two more backbones would hold at least their weights each, on top of what two more
+    // capture threads, decoders and frame buffers take (about 23 MB measured).
+    assert!(
+        rss_three < rss_one + 2 * model,
+        "three cameras take {rss_three} KiB against {rss_one} KiB for one: more backbones?"
+    );
 }

@@ -3,16 +3,16 @@
 //! after a kill. (The page itself is driven in Chromium by `tests/browser/page.test.mjs`.)
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edge_tl::source::jpeg_stream::{write_part, JpegFrames};
+use edge_tl::source::jpeg_stream::JpegFrames;
 use serde_json::Value;
 
 use crate::common::{pictures, stderr};
-use crate::harness::{fixture, free_port, http, path_arg, Background, FRAMES};
+use crate::harness::{fixture, free_port, http, path_arg, Background, Scene, FRAMES};
 
 fn get(port: u16, path: &str, extra_headers: &str) -> (u16, String, Vec<u8>) {
     http(
@@ -307,59 +307,6 @@ fn malformed_slow_and_many_clients_never_stop_inference() {
     drop(idle);
     let (status, err) = run.terminate();
     assert!(status.success(), "{status:?}: {err}");
-}
-
-/// An MJPEG server whose picture the test switches: what a camera pointed at one thing,
-/// then another, would send.
-struct Scene {
-    showing: Arc<Mutex<Vec<Vec<u8>>>>,
-    url: String,
-}
-
-impl Scene {
-    fn start(first: Vec<Vec<u8>>) -> Scene {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/stream.mjpg", listener.local_addr().unwrap());
-        let showing = Arc::new(Mutex::new(first));
-        let scene = showing.clone();
-        std::thread::spawn(move || {
-            for socket in listener.incoming() {
-                let Ok(mut socket) = socket else { return };
-                let scene = scene.clone();
-                std::thread::spawn(move || {
-                    let mut byte = [0u8; 1];
-                    let mut request = Vec::new();
-                    while !request.ends_with(b"\r\n\r\n")
-                        && socket.read(&mut byte).unwrap_or(0) == 1
-                    {
-                        request.push(byte[0]);
-                    }
-                    let head = "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; \
-                                boundary=edgetlframe\r\n\r\n";
-                    if socket.write_all(head.as_bytes()).is_err() {
-                        return;
-                    }
-                    for i in 0.. {
-                        let jpeg = {
-                            let s = scene.lock().unwrap();
-                            s[i % s.len()].clone()
-                        };
-                        let mut part = Vec::new();
-                        write_part(&mut part, &jpeg).unwrap();
-                        if socket.write_all(&part).is_err() {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                });
-            }
-        });
-        Scene { showing, url }
-    }
-
-    fn show(&self, jpegs: Vec<Vec<u8>>) {
-        *self.showing.lock().unwrap() = jpegs;
-    }
 }
 
 fn camera_frames(rel: &str, n: usize) -> Vec<Vec<u8>> {

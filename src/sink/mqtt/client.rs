@@ -13,10 +13,20 @@ use crate::prediction::LiveResult;
 use crate::sink::{Flow, Sink};
 use crate::source::RawFrame;
 
-/// The topics of one device.
+/// The topics of one device: its availability, and per camera a state, a prediction and a
+/// Home Assistant sensor.
 #[derive(Debug, Clone)]
 struct Topics {
     availability: String,
+    cameras: Vec<CameraTopics>,
+}
+
+/// One camera's topics: right under the device for the one camera of `--source`
+/// (`<prefix>/<device>/state`), under its name when there are several
+/// (`<prefix>/<device>/<camera>/state`).
+#[derive(Debug, Clone)]
+struct CameraTopics {
+    camera: Option<String>,
     state: String,
     prediction: String,
     /// Home Assistant discovery topic and payload.
@@ -24,40 +34,64 @@ struct Topics {
 }
 
 impl Topics {
-    fn new(s: &MqttSettings) -> Topics {
-        let base = format!("{}/{}", s.topic_prefix, s.device_id);
-        let availability = format!("{base}/availability");
-        let state = format!("{base}/state");
-        let discovery = s.discovery_prefix.as_ref().map(|prefix| {
-            let node = format!("edge-tl-{}", s.device_id);
-            let config = serde_json::json!({
-                "name": "Label",
-                "unique_id": format!("{node}-label"),
-                "state_topic": state,
-                "value_template": "{{ value_json.label }}",
-                "json_attributes_topic": state,
-                "availability_topic": availability,
-                "icon": "mdi:camera-iris",
-                "device": {
-                    "identifiers": [node],
-                    "name": format!("edge-tl {}", s.device_id),
-                    "model": "edge-tl",
-                    "sw_version": env!("CARGO_PKG_VERSION"),
-                },
-            });
-            (
-                format!("{prefix}/sensor/{node}/label/config"),
-                config.to_string(),
-            )
-        });
+    fn new(s: &MqttSettings, cameras: &[Option<String>]) -> Topics {
+        let device = format!("{}/{}", s.topic_prefix, s.device_id);
+        let availability = format!("{device}/availability");
+        let cameras = cameras
+            .iter()
+            .map(|camera| {
+                let base = match camera {
+                    Some(name) => format!("{device}/{name}"),
+                    None => device.clone(),
+                };
+                let state = format!("{base}/state");
+                let discovery = s.discovery_prefix.as_ref().map(|prefix| {
+                    let node = format!("edge-tl-{}", s.device_id);
+                    let (name, object) = match camera {
+                        Some(c) => (format!("{c} label"), format!("{c}_label")),
+                        None => ("Label".to_string(), "label".to_string()),
+                    };
+                    let config = serde_json::json!({
+                        "name": name,
+                        "unique_id": format!("{node}-{}", object.replace('_', "-")),
+                        "state_topic": state,
+                        "value_template": "{{ value_json.label }}",
+                        "json_attributes_topic": state,
+                        "availability_topic": availability,
+                        "icon": "mdi:camera-iris",
+                        "device": {
+                            "identifiers": [node],
+                            "name": format!("edge-tl {}", s.device_id),
+                            "model": "edge-tl",
+                            "sw_version": env!("CARGO_PKG_VERSION"),
+                        },
+                    });
+                    (
+                        format!("{prefix}/sensor/{node}/{object}/config"),
+                        config.to_string(),
+                    )
+                });
+                CameraTopics {
+                    camera: camera.clone(),
+                    state,
+                    prediction: format!("{base}/prediction"),
+                    discovery,
+                }
+            })
+            .collect();
         Topics {
             availability,
-            state,
-            prediction: format!("{base}/prediction"),
-            discovery,
+            cameras,
         }
     }
+
+    fn of(&self, camera: &Option<String>) -> Option<&CameraTopics> {
+        self.cameras.iter().find(|t| &t.camera == camera)
+    }
 }
+
+/// The last state published per camera, announced again after every (re)connection.
+type States = Arc<Mutex<std::collections::HashMap<Option<String>, Vec<u8>>>>;
 
 /// Explains a CONNACK refusal and says what to change.
 fn refusal(code: ConnectReturnCode) -> String {
@@ -153,7 +187,7 @@ fn prediction_payload(result: &LiveResult, topic: &str, max: usize) -> Option<Pr
 }
 
 /// The retained messages, re-sent after every (re)connection.
-fn announce(client: &AsyncClient, topics: &Topics, state: Option<Vec<u8>>) {
+fn announce(client: &AsyncClient, topics: &Topics, states: &States) {
     let send = |topic: &str, payload: Vec<u8>| {
         if !fits(topic, &payload) {
             log::warn!(
@@ -167,11 +201,14 @@ fn announce(client: &AsyncClient, topics: &Topics, state: Option<Vec<u8>>) {
         }
     };
     send(&topics.availability, b"online".to_vec());
-    if let Some((topic, config)) = &topics.discovery {
-        send(topic, config.clone().into_bytes());
-    }
-    if let Some(state) = state {
-        send(&topics.state, state);
+    let states = states.lock().unwrap().clone();
+    for camera in &topics.cameras {
+        if let Some((topic, config)) = &camera.discovery {
+            send(topic, config.clone().into_bytes());
+        }
+        if let Some(state) = states.get(&camera.camera) {
+            send(&camera.state, state.clone());
+        }
     }
 }
 
@@ -179,7 +216,7 @@ fn announce(client: &AsyncClient, topics: &Topics, state: Option<Vec<u8>>) {
 pub struct MqttSink {
     client: AsyncClient,
     topics: Topics,
-    state: Arc<Mutex<Option<Vec<u8>>>>,
+    states: States,
     task: tokio::task::JoinHandle<()>,
     runtime: tokio::runtime::Handle,
     /// A message too large for one packet has been reported (once per run: it recurs with
@@ -196,14 +233,17 @@ impl MqttSink {
     /// Connects on `runtime`. Waits up to 5 s for the broker: a refusal (wrong password, ...)
     /// is an error; a broker that does not answer is logged and retried in the background,
     /// so the device works, and reports once the broker is back.
+    /// `cameras`: the names of the cameras whose results it will publish (`None` for the one
+    /// camera of `--source`).
     pub fn start(
         settings: &MqttSettings,
+        cameras: &[Option<String>],
         runtime: &tokio::runtime::Handle,
     ) -> Result<MqttSink, MqttError> {
         let (host, port) = parse_url(&settings.url)?;
         check_device_id(&settings.device_id)?;
         let broker = format!("{host}:{port}");
-        let topics = Topics::new(settings);
+        let topics = Topics::new(settings, cameras);
         let mut options = MqttOptions::new(format!("edge-tl-{}", settings.device_id), host, port);
         options.set_keep_alive(Duration::from_secs(15));
         options.set_max_packet_size(MAX_PACKET, MAX_PACKET);
@@ -218,12 +258,12 @@ impl MqttSink {
         }
         let (client, mut eventloop) = AsyncClient::new(options, QUEUE);
         let (status_tx, mut status_rx) = watch::channel(Status::Connecting);
-        let state: Arc<Mutex<Option<Vec<u8>>>> = Arc::default();
+        let states: States = Arc::default();
         let task = {
-            let (client, topics, state, broker) = (
+            let (client, topics, states, broker) = (
                 client.clone(),
                 topics.clone(),
-                state.clone(),
+                states.clone(),
                 broker.clone(),
             );
             runtime.spawn(async move {
@@ -234,7 +274,7 @@ impl MqttSink {
                             log::warn!("MQTT: connected to {broker}");
                             backoff = Duration::from_millis(500);
                             status_tx.send_replace(Status::Connected);
-                            announce(&client, &topics, state.lock().unwrap().clone());
+                            announce(&client, &topics, &states);
                         }
                         Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,
                         Ok(_) => {}
@@ -287,7 +327,7 @@ impl MqttSink {
         Ok(MqttSink {
             client,
             topics,
-            state,
+            states,
             task,
             runtime: runtime.clone(),
             told_too_large: false,
@@ -311,6 +351,10 @@ impl MqttSink {
 /// to publish changes of label only.
 impl Sink for MqttSink {
     fn push(&mut self, result: &LiveResult, _frame: &Arc<RawFrame>) -> Flow {
+        let Some(topics) = self.topics.of(&result.camera) else {
+            log::debug!("MQTT: no topics for camera {:?}", result.camera);
+            return Flow::Continue;
+        };
         let state = serde_json::json!({
             "label": result.label,
             "prob": result.prob,
@@ -319,12 +363,15 @@ impl Sink for MqttSink {
         .to_string()
         .into_bytes();
         let mut messages = Vec::with_capacity(2);
-        let state_fits = fits(&self.topics.state, &state);
+        let state_fits = fits(&topics.state, &state);
         if state_fits {
-            *self.state.lock().unwrap() = Some(state.clone());
-            messages.push((&self.topics.state, true, state));
+            self.states
+                .lock()
+                .unwrap()
+                .insert(result.camera.clone(), state.clone());
+            messages.push((&topics.state, true, state));
         }
-        let prediction = prediction_payload(result, &self.topics.prediction, MAX_PACKET);
+        let prediction = prediction_payload(result, &topics.prediction, MAX_PACKET);
         if !self.told_too_large {
             if let Some(p) = prediction.as_ref().filter(|p| p.kept < result.top.len()) {
                 self.told_too_large = true;
@@ -344,7 +391,7 @@ impl Sink for MqttSink {
             }
         }
         if let Some(p) = prediction {
-            messages.push((&self.topics.prediction, false, p.bytes));
+            messages.push((&topics.prediction, false, p.bytes));
         }
         for (topic, retain, payload) in messages {
             if let Err(e) = self
@@ -381,6 +428,7 @@ mod tests {
             })
             .collect();
         LiveResult {
+            camera: None,
             ts: "2025-01-01T00:00:00.000Z".into(),
             frame: 7,
             name: Some("/var/lib/edge-tl/frames/000123.jpg".into()),
@@ -437,15 +485,37 @@ mod tests {
     fn discovery_points_at_the_state_and_availability_topics() {
         let mut s = MqttSettings::new("mqtt://h");
         s.device_id = "pi1".into();
-        let t = Topics::new(&s);
-        assert_eq!(t.state, "edge-tl/pi1/state");
-        let (topic, config) = t.discovery.unwrap();
+        let t = Topics::new(&s, &[None]);
+        let one = t.of(&None).unwrap();
+        assert_eq!(one.state, "edge-tl/pi1/state");
+        let (topic, config) = one.discovery.clone().unwrap();
         assert_eq!(topic, "homeassistant/sensor/edge-tl-pi1/label/config");
         let v: serde_json::Value = serde_json::from_str(&config).unwrap();
         assert_eq!(v["state_topic"], "edge-tl/pi1/state");
         assert_eq!(v["availability_topic"], "edge-tl/pi1/availability");
         assert_eq!(v["unique_id"], "edge-tl-pi1-label");
         s.discovery_prefix = None;
-        assert!(Topics::new(&s).discovery.is_none());
+        assert!(Topics::new(&s, &[None]).cameras[0].discovery.is_none());
+    }
+
+    #[test]
+    fn several_cameras_get_their_own_topics_and_sensors_on_one_device() {
+        let mut s = MqttSettings::new("mqtt://h");
+        s.device_id = "pi1".into();
+        let names = [Some("door".to_string()), Some("yard".to_string())];
+        let t = Topics::new(&s, &names);
+        assert_eq!(t.availability, "edge-tl/pi1/availability");
+        let door = t.of(&names[0]).unwrap();
+        assert_eq!(door.state, "edge-tl/pi1/door/state");
+        assert_eq!(door.prediction, "edge-tl/pi1/door/prediction");
+        let (topic, config) = door.discovery.clone().unwrap();
+        assert_eq!(topic, "homeassistant/sensor/edge-tl-pi1/door_label/config");
+        let v: serde_json::Value = serde_json::from_str(&config).unwrap();
+        assert_eq!(v["state_topic"], "edge-tl/pi1/door/state");
+        assert_eq!(v["unique_id"], "edge-tl-pi1-door-label");
+        assert_eq!(v["device"]["identifiers"][0], "edge-tl-pi1");
+        let yard = t.of(&names[1]).unwrap();
+        assert_eq!(yard.state, "edge-tl/pi1/yard/state");
+        assert!(t.of(&None).is_none());
     }
 }
