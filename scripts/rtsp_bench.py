@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
-"""What an RTSP camera costs edge-tl: H.264 decoding per picture on the capture thread, and
-the loop's frames/s, at 640x360, 1280x720 and 1920x1080.
+"""What RTSP cameras cost edge-tl: H.264 decoding per picture on the capture threads, and
+the loop's results/s, at 640x360, 1280x720 and 1920x1080, and for 2 and 4 cameras at 640x360.
 
     python3 scripts/rtsp_bench.py target/release/edge-tl [--fps 25] [--seconds 20]
 
-For each size, scripts/rtsp_server.py (GStreamer, x264 High profile, on this machine) streams
-the shared test photos at --fps; `edge-tl run` classifies the stream (ImageNet classes, one
-inference thread unless --threads). Decode cost = CPU time of edge-tl's `capture` thread
-(RTSP parsing, H.264 decoding, YUV to RGB) over the pictures it delivered, read from
-/proc/PID/task/*/stat between the 20th result and the end; the server's own encoding runs on
-the same cores, so frames/s is a floor for a camera on the network.
+For each run, scripts/rtsp_server.py (GStreamer, x264 High profile, on this machine) streams
+the shared test photos at --fps to each camera; `edge-tl run` classifies the streams
+(ImageNet classes, --threads 1 by default). Decode cost = CPU time of edge-tl's `capture`
+threads (RTSP parsing, H.264 decoding, YUV to RGB) over the pictures the streams sent in that
+time, read from /proc/PID/task/*/stat after the first results; the server's own encoding
+runs on the same cores, so results/s is a floor for cameras on the network.
 """
 
 import argparse
@@ -64,6 +64,8 @@ def main():
     p.add_argument("--seconds", type=float, default=20)
     p.add_argument("--threads", default="1")
     p.add_argument("--sizes", default="640x360,1280x720,1920x1080")
+    p.add_argument("--cameras", default="1,2,4", help="camera counts, at --multi-size")
+    p.add_argument("--multi-size", default="640x360")
     args = p.parse_args()
     shared = os.environ.get("EDGE_TL_SHARED", os.path.join(HERE, "..", "..", "shared"))
     photos = sorted(glob.glob(os.path.join(shared, "data/catsdogs/test/*/*.jpg")))[::40]
@@ -72,8 +74,10 @@ def main():
     listing.close()
     print(f"CPU vector flags: {cpu_flags()}; {os.cpu_count()} cores; stream {args.fps} fps, "
           f"x264 High profile from the same machine")
-    print(f"{'size':>10} {'decode ms/picture':>18} {'pictures':>9} {'results/s':>10}")
-    for size in args.sizes.split(","):
+    print(f"{'size':>10} {'cameras':>7} {'decode ms/picture':>18} {'pictures':>9} {'results/s':>10}")
+    runs = [(size, 1) for size in args.sizes.split(",")]
+    runs += [(args.multi_size, n) for n in map(int, args.cameras.split(",")) if n > 1]
+    for size, cameras in runs:
         port = free_port()
         server = subprocess.Popen(
             ["/usr/bin/python3", os.path.join(HERE, "rtsp_server.py"), "--port", str(port),
@@ -81,22 +85,26 @@ def main():
              "--size", size],
             stdout=subprocess.PIPE, text=True)
         assert server.stdout.readline().strip() == "ready"
+        url = f"rtsp://127.0.0.1:{port}/bench"
+        sources = ["--source", url] if cameras == 1 else [
+            a for i in range(cameras) for a in ("--camera", f"c{i}={url}")]
         run = subprocess.Popen(
-            [args.binary, "run", "--source", f"rtsp://127.0.0.1:{port}/bench",
-             "--threads", args.threads, "--top", "1"],
+            [args.binary, "run", *sources, "--threads", args.threads, "--top", "1"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         start = None
         try:
             for n, line in enumerate(run.stdout):
                 result = json.loads(line)
                 now = time.monotonic()
-                if n == 20:
-                    start = (now, thread_cpu(run.pid, "capture"), result["frame"], n)
+                if n == 20 * cameras:
+                    start = (now, thread_cpu(run.pid, "capture"), n)
                 elif start and now - start[0] >= args.seconds:
                     cpu = thread_cpu(run.pid, "capture") - start[1]
-                    pictures = result["frame"] - start[2]
-                    rate = (n - start[3]) / (now - start[0])
-                    print(f"{size:>10} {1000 * cpu / pictures:>18.2f} {pictures:>9} {rate:>10.1f}")
+                    # Every camera decodes every picture its stream sends.
+                    pictures = args.fps * cameras * (now - start[0])
+                    rate = (n - start[2]) / (now - start[0])
+                    print(f"{size:>10} {cameras:>7} {1000 * cpu / pictures:>18.2f} "
+                          f"{pictures:>9.0f} {rate:>10.1f}")
                     break
         finally:
             run.terminate()
