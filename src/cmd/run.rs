@@ -134,6 +134,7 @@ fn camera_flag(spec: &str) -> anyhow::Result<CameraLayer> {
         source,
         source_password: None,
         head: None,
+        data: None,
         threshold: None,
         smooth: None,
     })

@@ -17,6 +17,7 @@ mod with_service {
     use edge_tl::service::{self, Hub, HubSink, Teach, TeachSettings};
     use edge_tl::sink::mqtt::MqttSink;
     use edge_tl::sink::OnChange;
+    use std::sync::Arc;
 
     /// The running HTTP service and MQTT connection, and the runtime they share.
     pub struct Services {
@@ -41,11 +42,29 @@ mod with_service {
             let runtime = service::runtime().context("starting the service's runtime")?;
             let hub = match http {
                 Some(h) => {
-                    let hub = Hub::new(Teach::new(TeachSettings {
-                        data: settings.data.clone(),
-                        head: settings.head.clone(),
-                        model: pipeline.extractor().model().clone(),
-                    }));
+                    // Cameras of one head share its teaching (one training at a time; the
+                    // settings made sure they also share its samples).
+                    let mut teachers: Vec<Arc<Teach>> = Vec::new();
+                    let mut cameras = Vec::new();
+                    for c in &settings.cameras {
+                        let teach = match teachers
+                            .iter()
+                            .find(|t| c.head.is_some() && t.head() == c.head.as_deref())
+                        {
+                            Some(t) => t.clone(),
+                            None => {
+                                let t = Arc::new(Teach::new(TeachSettings {
+                                    data: c.data.clone(),
+                                    head: c.head.clone(),
+                                    model: pipeline.extractor().model().clone(),
+                                }));
+                                teachers.push(t.clone());
+                                t
+                            }
+                        };
+                        cameras.push((c.name.clone(), teach));
+                    }
+                    let hub = Hub::new(cameras);
                     let addr = service::serve(h, hub.clone(), runtime.handle())?;
                     eprintln!("serving the live page on http://{addr}/");
                     Some(HubSink(hub))

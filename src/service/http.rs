@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, Request, State};
+use axum::extract::{FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -27,7 +28,7 @@ use serde_json::json;
 
 use super::guard::{cookie_value, json_or_nothing, local_host, same, same_site};
 use super::teach::TeachError;
-use super::{next_latest, Hub};
+use super::{next_latest, CameraHub, Hub};
 use crate::dataset::capture::{sample_jpeg, CaptureError};
 use crate::source::jpeg_stream::BOUNDARY;
 use crate::source::{FrameData, RawFrame};
@@ -66,6 +67,7 @@ pub(super) fn router(
         .route("/", get(page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/api/cameras", get(cameras))
         .route("/api/prediction", get(prediction))
         .route("/api/events", get(events))
         .route("/api/labels", get(labels))
@@ -87,6 +89,25 @@ pub(super) fn router(
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+/// The camera a request is about: the one its `?camera=NAME` names, or the run's first (so
+/// with one camera nothing changes); a name the run does not have is a 404 that lists those
+/// it has.
+struct Camera(Arc<CameraHub>);
+
+impl FromRequestParts<App> for Camera {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Response> {
+        let asked = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+            .ok()
+            .and_then(|q| q.0.get("camera").cloned());
+        app.hub
+            .camera(asked.as_deref())
+            .map(|c| Camera(c.clone()))
+            .map_err(|e| error(StatusCode::NOT_FOUND, e))
+    }
 }
 
 /// Refuses what a web page on another site could make a visitor's browser send. Without a
@@ -183,18 +204,57 @@ async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
 
+/// 200 while every camera has a result from the last [`STALL`] seconds; 503 when one has
+/// none yet (`starting`) or stopped delivering (`stalled`), which one in `cameras`.
 async fn healthz(State(app): State<App>) -> Response {
-    let (any, quiet) = app.hub.quiet_for();
-    let body = json!({
-        "status": if !any { "starting" } else if quiet > STALL { "stalled" } else { "ok" },
-        "seconds_since_last_result": quiet,
-    });
-    let code = if any && quiet <= STALL {
+    let hub = &app.hub;
+    let each: Vec<_> = hub
+        .cameras()
+        .iter()
+        .map(|c| (c.name(), hub.health(c, STALL)))
+        .collect();
+    let worst = |status| each.iter().any(|(_, (s, _))| *s == status);
+    let status = if worst("stalled") {
+        "stalled"
+    } else if worst("starting") {
+        "starting"
+    } else {
+        "ok"
+    };
+    let quiet = each.iter().map(|(_, (_, q))| *q).fold(0.0, f64::max);
+    let mut body = json!({ "status": status, "seconds_since_last_result": quiet });
+    if each.iter().any(|(name, _)| name.is_some()) {
+        body["cameras"] = each
+            .iter()
+            .map(|(name, (status, quiet))| {
+                (
+                    name.unwrap_or_default().to_string(),
+                    json!({ "status": status, "seconds_since_last_result": quiet }),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    let code = if status == "ok" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+/// The cameras of the run, with each one's newest result, for the page's camera picker.
+async fn cameras(State(app): State<App>) -> Response {
+    let list: Vec<_> = app
+        .hub
+        .cameras()
+        .iter()
+        .map(|c| {
+            let (status, _) = app.hub.health(c, STALL);
+            json!({ "name": c.name(), "status": status, "latest": c.latest().as_deref() })
+        })
+        .collect();
+    Json(json!({ "cameras": list })).into_response()
 }
 
 async fn metrics(State(app): State<App>) -> Response {
@@ -208,16 +268,16 @@ async fn metrics(State(app): State<App>) -> Response {
         .into_response()
 }
 
-async fn prediction(State(app): State<App>) -> Response {
-    match app.hub.latest() {
+async fn prediction(Camera(camera): Camera) -> Response {
+    match camera.latest() {
         Some(r) => Json(r.as_ref().clone()).into_response(),
         None => error(StatusCode::SERVICE_UNAVAILABLE, "no prediction yet"),
     }
 }
 
 /// Each new result as an SSE `prediction` event; a slow reader skips to the newest.
-async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let mut rx = app.hub.latest.subscribe();
+async fn events(Camera(camera): Camera) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let mut rx = camera.latest.subscribe();
     rx.mark_changed();
     let s = stream::unfold(rx, |mut rx| async move {
         let r = next_latest(&mut rx).await?;
@@ -227,12 +287,12 @@ async fn events(State(app): State<App>) -> Sse<impl Stream<Item = Result<Event, 
     Sse::new(s).keep_alive(KeepAlive::default())
 }
 
-async fn labels(State(app): State<App>) -> Response {
-    let teach = app.hub.teach.clone();
+async fn labels(Camera(camera): Camera) -> Response {
+    let teach = camera.teach.clone();
     let labels = tokio::task::spawn_blocking(move || teach.labels())
         .await
         .unwrap_or_default();
-    Json(json!({ "data": app.hub.teach.data(), "labels": labels })).into_response()
+    Json(json!({ "data": camera.teach.data(), "labels": labels })).into_response()
 }
 
 #[derive(Deserialize)]
@@ -254,7 +314,7 @@ fn default_interval_ms() -> u64 {
 }
 
 async fn capture(
-    State(app): State<App>,
+    Camera(camera): Camera,
     body: Result<Json<CaptureRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(req) = match body {
@@ -275,9 +335,8 @@ async fn capture(
             "count must be 1..=100 and interval_ms at most 10000",
         );
     }
-    let mut frames = app.hub.frames.subscribe();
-    let outcome = app
-        .hub
+    let mut frames = camera.frames.subscribe();
+    let outcome = camera
         .teach
         .capture(
             &mut frames,
@@ -288,7 +347,7 @@ async fn capture(
         .await;
     match outcome {
         Ok(saved) => {
-            let samples = app.hub.teach.samples(&req.label);
+            let samples = camera.teach.samples(&req.label);
             Json(json!({ "label": req.label, "saved": saved, "samples": samples })).into_response()
         }
         Err(TeachError::Capture(CaptureError::Label(e))) => error(StatusCode::BAD_REQUEST, e),
@@ -297,21 +356,21 @@ async fn capture(
     }
 }
 
-async fn train(State(app): State<App>) -> Response {
-    match app.hub.teach.start_training() {
-        Ok(()) => (StatusCode::ACCEPTED, Json(app.hub.teach.status())).into_response(),
+async fn train(Camera(camera): Camera) -> Response {
+    match camera.teach.start_training() {
+        Ok(()) => (StatusCode::ACCEPTED, Json(camera.teach.status())).into_response(),
         // Busy, or no head file to write: both are about the state of the device.
         Err(e) => error(StatusCode::CONFLICT, e),
     }
 }
 
-async fn train_status(State(app): State<App>) -> Response {
-    Json(app.hub.teach.status()).into_response()
+async fn train_status(Camera(camera): Camera) -> Response {
+    Json(camera.teach.status()).into_response()
 }
 
 /// The frame as JPEG: a camera's JPEG as it came, anything else (YUYV frames, replayed PNGs)
 /// encoded once per frame however many previews are open.
-async fn preview_jpeg(hub: &Hub, frame: Arc<RawFrame>) -> Option<Arc<Vec<u8>>> {
+async fn preview_jpeg(hub: &CameraHub, frame: Arc<RawFrame>) -> Option<Arc<Vec<u8>>> {
     if let FrameData::Encoded(bytes) = &frame.data {
         if bytes.starts_with(&[0xFF, 0xD8]) {
             return Some(Arc::new(bytes.clone()));
@@ -334,10 +393,10 @@ async fn preview_jpeg(hub: &Hub, frame: Arc<RawFrame>) -> Option<Arc<Vec<u8>>> {
     Some(jpeg)
 }
 
-async fn snapshot(State(app): State<App>) -> Response {
-    let latest = app.hub.frames.borrow().clone();
+async fn snapshot(Camera(camera): Camera) -> Response {
+    let latest = camera.frames.borrow().clone();
     match latest {
-        Some(frame) => match preview_jpeg(&app.hub, frame).await {
+        Some(frame) => match preview_jpeg(&camera, frame).await {
             Some(jpeg) => ([(header::CONTENT_TYPE, "image/jpeg")], jpeg.to_vec()).into_response(),
             None => error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -352,11 +411,11 @@ async fn snapshot(State(app): State<App>) -> Response {
 /// client cannot take are skipped, never queued. Each part is followed at once by the next
 /// boundary: browsers show a part only when they see the boundary after it, so without that
 /// the picture would lag one frame behind the label.
-async fn mjpeg(State(app): State<App>) -> Response {
-    let mut rx = app.hub.frames.subscribe();
+async fn mjpeg(Camera(camera): Camera) -> Response {
+    let mut rx = camera.frames.subscribe();
     rx.mark_changed();
     let opening = stream::once(async { Ok(Bytes::from(format!("--{BOUNDARY}\r\n"))) });
-    let parts = stream::unfold((rx, app.hub), |(mut rx, hub)| async move {
+    let parts = stream::unfold((rx, camera), |(mut rx, hub)| async move {
         loop {
             let frame = next_latest(&mut rx).await?;
             let Some(jpeg) = preview_jpeg(&hub, frame).await else {

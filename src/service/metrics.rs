@@ -1,7 +1,11 @@
 //! `/metrics` in the Prometheus text format: frame rate, per-stage latency histograms,
-//! predictions per label, dropped frames and camera reconnects.
+//! predictions per label, dropped frames and camera reconnects; each labelled `camera` when
+//! the run has several (the one camera of `--source` has no label, so its series keep their
+//! names).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -22,15 +26,15 @@ fn latency_histogram() -> Histogram {
 /// The service's counters; updated from the inference loop, read by `/metrics`.
 pub struct Metrics {
     registry: Registry,
-    classified: Counter,
-    dropped: Counter,
-    reconnects: Counter,
-    fps: Gauge<f64, AtomicU64>,
+    classified: Family<Labels, Counter>,
+    dropped: Family<Labels, Counter>,
+    reconnects: Family<Labels, Counter>,
+    fps: Family<Labels, Gauge<f64, AtomicU64>>,
     latency: Family<Labels, Histogram, fn() -> Histogram>,
     predictions: Family<Labels, Counter>,
-    /// The loop reports running totals; counters take the increase.
-    seen_dropped: AtomicU64,
-    seen_reconnects: AtomicU64,
+    /// The loop reports each camera's running totals (dropped, reconnects); counters take the
+    /// increase.
+    seen: Mutex<HashMap<Option<String>, (u64, u64)>>,
 }
 
 impl Default for Metrics {
@@ -38,14 +42,13 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("edge_tl");
         let m = Metrics {
             registry: Registry::default(),
-            classified: Counter::default(),
-            dropped: Counter::default(),
-            reconnects: Counter::default(),
-            fps: Gauge::default(),
+            classified: Family::default(),
+            dropped: Family::default(),
+            reconnects: Family::default(),
+            fps: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             predictions: Family::default(),
-            seen_dropped: AtomicU64::new(0),
-            seen_reconnects: AtomicU64::new(0),
+            seen: Mutex::default(),
         };
         registry.register(
             "frames_classified",
@@ -84,16 +87,30 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts one result.
     pub fn record(&self, r: &LiveResult) {
-        self.classified.inc();
-        let d = r
-            .dropped
-            .saturating_sub(self.seen_dropped.swap(r.dropped, Ordering::Relaxed));
-        self.dropped.inc_by(d);
-        let c = r
-            .reconnects
-            .saturating_sub(self.seen_reconnects.swap(r.reconnects, Ordering::Relaxed));
-        self.reconnects.inc_by(c);
-        self.fps.set(r.fps);
+        let camera: Labels = r
+            .camera
+            .iter()
+            .map(|c| ("camera".to_string(), c.clone()))
+            .collect();
+        let with = |key: &str, value: &str| {
+            let mut labels = camera.clone();
+            labels.push((key.into(), value.into()));
+            labels
+        };
+        self.classified.get_or_create(&camera).inc();
+        let (dropped, reconnects) = {
+            let mut seen = self.seen.lock().unwrap();
+            let last = seen.entry(r.camera.clone()).or_default();
+            let increase = (
+                r.dropped.saturating_sub(last.0),
+                r.reconnects.saturating_sub(last.1),
+            );
+            *last = (r.dropped, r.reconnects);
+            increase
+        };
+        self.dropped.get_or_create(&camera).inc_by(dropped);
+        self.reconnects.get_or_create(&camera).inc_by(reconnects);
+        self.fps.get_or_create(&camera).set(r.fps);
         let l = &r.latency_ms;
         for (stage, ms) in [
             ("decode", l.stages.decode),
@@ -103,11 +120,11 @@ impl Metrics {
             ("total", l.total),
         ] {
             self.latency
-                .get_or_create(&vec![("stage".into(), stage.into())])
+                .get_or_create(&with("stage", stage))
                 .observe(ms / 1000.0);
         }
         self.predictions
-            .get_or_create(&vec![("label".into(), r.label.clone())])
+            .get_or_create(&with("label", &r.label))
             .inc();
     }
 
@@ -167,5 +184,36 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+    }
+
+    #[test]
+    fn several_cameras_are_counted_apart_under_a_camera_label() {
+        let m = Metrics::default();
+        let at = |camera: &str, label: &str, dropped| LiveResult {
+            camera: Some(camera.into()),
+            ..result(label, dropped)
+        };
+        m.record(&at("door", "cat", 3));
+        m.record(&at("hall", "dog", 7));
+        m.record(&at("door", "cat", 4));
+        let text = m.render();
+        for line in [
+            "edge_tl_frames_classified_total{camera=\"door\"} 2",
+            "edge_tl_frames_classified_total{camera=\"hall\"} 1",
+            // Each camera's running total: door 4, hall 7 (not 7 - 3 or 4 - 7).
+            "edge_tl_frames_dropped_total{camera=\"door\"} 4",
+            "edge_tl_frames_dropped_total{camera=\"hall\"} 7",
+            "edge_tl_predictions_total{camera=\"door\",label=\"cat\"} 2",
+            "edge_tl_predictions_total{camera=\"hall\",label=\"dog\"} 1",
+            "edge_tl_stage_latency_seconds_count{camera=\"hall\",stage=\"extract\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        // One description per metric, however many cameras.
+        assert_eq!(
+            text.matches("# TYPE edge_tl_frames_classified counter")
+                .count(),
+            1
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The HTTP service of `edge-tl run --http ADDR:PORT`: health, Prometheus metrics, the latest
 //! prediction, server-sent events, a live MJPEG preview, and a page that captures samples and
-//! trains a new head from a browser.
+//! trains a new head from a browser; for each camera of the run (`?camera=NAME`).
 //!
 //! The inference loop only hands each result and frame to the [`Hub`] (a few pointer swaps);
 //! the server runs on its own one-worker tokio runtime and reads from there. Clients that are
@@ -42,29 +42,22 @@ pub enum ServiceError {
 
 type PreviewJpeg = ((u64, std::time::SystemTime), Arc<Vec<u8>>);
 
-/// What the loop publishes and the server reads.
-pub struct Hub {
+/// One camera's side of the hub: what its loop publishes and its routes read.
+pub struct CameraHub {
+    /// `None` for the one camera of `--source`.
+    name: Option<String>,
     latest: watch::Sender<Option<Arc<LiveResult>>>,
     frames: watch::Sender<Option<Arc<RawFrame>>>,
     last_result: Mutex<Option<Instant>>,
     /// The newest frame encoded as JPEG for previews, keyed by (index, capture time).
     preview: tokio::sync::Mutex<Option<PreviewJpeg>>,
-    started: Instant,
-    pub metrics: Metrics,
+    /// Capturing and training for this camera's head (shared by cameras of one head).
     pub teach: Arc<Teach>,
 }
 
-impl Hub {
-    pub fn new(teach: Teach) -> Arc<Hub> {
-        Arc::new(Hub {
-            latest: watch::channel(None).0,
-            frames: watch::channel(None).0,
-            last_result: Mutex::new(None),
-            preview: tokio::sync::Mutex::new(None),
-            started: Instant::now(),
-            metrics: Metrics::default(),
-            teach: Arc::new(teach),
-        })
+impl CameraHub {
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// The newest result, if any.
@@ -72,11 +65,89 @@ impl Hub {
         self.latest.borrow().clone()
     }
 
-    /// Seconds since the last result (or since start, before the first).
-    fn quiet_for(&self) -> (bool, f64) {
-        match *self.last_result.lock().unwrap() {
-            Some(t) => (true, t.elapsed().as_secs_f64()),
-            None => (false, self.started.elapsed().as_secs_f64()),
+    /// Seconds since the last result (`None` before the first).
+    fn quiet_for(&self) -> Option<f64> {
+        self.last_result
+            .lock()
+            .unwrap()
+            .map(|t| t.elapsed().as_secs_f64())
+    }
+}
+
+/// What the loop publishes and the server reads, for every camera of the run.
+pub struct Hub {
+    /// In the order of the settings; the first is the one a request that names none gets.
+    cameras: Vec<Arc<CameraHub>>,
+    started: Instant,
+    pub metrics: Metrics,
+}
+
+/// A request named a camera the run does not have.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CameraError {
+    #[error("no camera {asked:?}: this service has {}", known.join(", "))]
+    Unknown { asked: String, known: Vec<String> },
+    #[error("this service has one camera, without a name: leave ?camera= out")]
+    Unnamed,
+}
+
+impl Hub {
+    /// One entry per camera, in order: its name (`None` for the camera of `--source`) and
+    /// what captures for and trains its head.
+    pub fn new(cameras: Vec<(Option<String>, Arc<Teach>)>) -> Arc<Hub> {
+        assert!(!cameras.is_empty(), "a hub serves at least one camera");
+        Arc::new(Hub {
+            cameras: cameras
+                .into_iter()
+                .map(|(name, teach)| {
+                    Arc::new(CameraHub {
+                        name,
+                        latest: watch::channel(None).0,
+                        frames: watch::channel(None).0,
+                        last_result: Mutex::new(None),
+                        preview: tokio::sync::Mutex::new(None),
+                        teach,
+                    })
+                })
+                .collect(),
+            started: Instant::now(),
+            metrics: Metrics::default(),
+        })
+    }
+
+    pub fn cameras(&self) -> &[Arc<CameraHub>] {
+        &self.cameras
+    }
+
+    /// The camera a request asks for by name, or the first when it names none.
+    pub fn camera(&self, asked: Option<&str>) -> Result<&Arc<CameraHub>, CameraError> {
+        let Some(asked) = asked else {
+            return Ok(&self.cameras[0]);
+        };
+        if self.cameras.iter().all(|c| c.name.is_none()) {
+            return Err(CameraError::Unnamed);
+        }
+        self.cameras
+            .iter()
+            .find(|c| c.name.as_deref() == Some(asked))
+            .ok_or_else(|| CameraError::Unknown {
+                asked: asked.to_string(),
+                known: self.cameras.iter().filter_map(|c| c.name.clone()).collect(),
+            })
+    }
+
+    /// The newest result of the first camera, if any.
+    pub fn latest(&self) -> Option<Arc<LiveResult>> {
+        self.cameras[0].latest()
+    }
+
+    /// How a camera is doing, for `/healthz`: `ok`, `starting` (no result yet) or `stalled`
+    /// (none for `stall` seconds), and the seconds since its last result (or since start).
+    fn health(&self, camera: &CameraHub, stall: f64) -> (&'static str, f64) {
+        match camera.quiet_for() {
+            Some(q) if q > stall => ("stalled", q),
+            Some(q) => ("ok", q),
+            None => ("starting", self.started.elapsed().as_secs_f64()),
         }
     }
 }
@@ -92,16 +163,21 @@ pub(crate) async fn next_latest<T>(rx: &mut watch::Receiver<Option<Arc<T>>>) -> 
     }
 }
 
-/// The loop's side of the hub.
+/// The loop's side of the hub: each result goes to its camera's channels.
 pub struct HubSink(pub Arc<Hub>);
 
 impl Sink for HubSink {
     fn push(&mut self, result: &LiveResult, frame: &Arc<RawFrame>) -> Flow {
         let hub = &self.0;
         hub.metrics.record(result);
-        *hub.last_result.lock().unwrap() = Some(Instant::now());
-        hub.frames.send_replace(Some(frame.clone()));
-        hub.latest.send_replace(Some(Arc::new(result.clone())));
+        let camera = hub
+            .cameras
+            .iter()
+            .find(|c| c.name == result.camera)
+            .unwrap_or(&hub.cameras[0]);
+        *camera.last_result.lock().unwrap() = Some(Instant::now());
+        camera.frames.send_replace(Some(frame.clone()));
+        camera.latest.send_replace(Some(Arc::new(result.clone())));
         Flow::Continue
     }
 }

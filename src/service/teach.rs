@@ -107,6 +107,11 @@ impl Teach {
         &self.settings.data
     }
 
+    /// The head file this writes, if any.
+    pub fn head(&self) -> Option<&Path> {
+        self.settings.head.as_deref()
+    }
+
     /// The label folders of the dataset and their picture counts, by name.
     pub fn labels(&self) -> Vec<LabelCount> {
         let Ok(entries) = visible_entries(&self.settings.data) else {

@@ -105,7 +105,7 @@ impl<'de> Deserialize<'de> for CameraSection {
 }
 
 /// `[[camera]]`: one of several cameras. What it leaves out comes from the top level
-/// (`head`) and `[results]` (`threshold`, `smooth`).
+/// (`head`; `data`, see `RunSettings::resolve`) and `[results]` (`threshold`, `smooth`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CameraEntry {
@@ -114,6 +114,8 @@ struct CameraEntry {
     source_password: Option<String>,
     source_password_file: Option<PathBuf>,
     head: Option<PathBuf>,
+    /// Where the page's captures of this camera go.
+    data: Option<PathBuf>,
     threshold: Option<f32>,
     smooth: Option<usize>,
 }
@@ -332,6 +334,7 @@ impl CameraEntry {
                 path,
             )?,
             head: self.head.clone(),
+            data: self.data.clone(),
             source,
             name: self.name,
         })
@@ -611,7 +614,7 @@ discovery = false
             "head = \"all.head\"\n\
              [[camera]]\nname = \"door\"\nsource = \"rtsp://viewer@cam/s\"\nsource_password = \"pw\"\n\
              head = \"door.head\"\nthreshold = 0.8\nsmooth = 3\n\
-             [[camera]]\nname = \"hall\"\nsource = \"dir:frames\"\n",
+             [[camera]]\nname = \"hall\"\nsource = \"dir:frames\"\ndata = \"hall-samples\"\n",
         )
         .unwrap();
         let cameras = c.cameras.unwrap();
@@ -629,6 +632,8 @@ discovery = false
             crate::source::SourceSpec::Dir("frames".into())
         );
         assert_eq!(cameras[1].head, None);
+        assert_eq!(cameras[1].data, Some(PathBuf::from("hall-samples")));
+        assert_eq!(cameras[0].data, None);
         // The one-camera mode table still reads as before.
         let c = parse("[camera]\nfps = 15").unwrap();
         assert_eq!((c.fps, c.cameras), (Some(15.0), None));

@@ -11,7 +11,7 @@ pub mod bounds;
 pub mod file;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,13 +96,14 @@ impl RunLayer {
 }
 
 /// One of several cameras as one place gives it; what it leaves out comes from the settings
-/// of all cameras (`head`, `threshold`, `smooth`).
+/// of all cameras (`head`, `threshold`, `smooth`, `data`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CameraLayer {
     pub name: String,
     pub source: SourceSpec,
     pub source_password: Option<Secret>,
     pub head: Option<PathBuf>,
+    pub data: Option<PathBuf>,
     pub threshold: Option<f32>,
     pub smooth: Option<usize>,
 }
@@ -268,6 +269,8 @@ pub struct CameraSettings {
     pub source: SourceSpec,
     pub source_options: SourceOptions,
     pub head: Option<PathBuf>,
+    /// Where the page's captures of this camera go (see [`RunSettings::resolve`]).
+    pub data: PathBuf,
     pub live: LiveOptions,
 }
 
@@ -330,6 +333,10 @@ pub const DEFAULT_DATA: &str = "dataset";
 
 impl RunSettings {
     /// Applies the defaults to the merged layer and checks what involves several settings.
+    ///
+    /// A camera's captures (from the page) go to its own `data` folder when its table gives
+    /// one; else to `<data>/<name>` when it has a head of its own, as what is trained there
+    /// is its alone; else to the run's `data`, shared with the other cameras of the run's head.
     pub fn resolve(layer: RunLayer) -> Result<RunSettings, SettingsError> {
         let live_defaults = LiveOptions::default();
         let http = match layer.http_listen {
@@ -402,12 +409,14 @@ impl RunSettings {
             smooth: layer.smooth.unwrap_or(live_defaults.smooth),
             threshold: layer.threshold,
         };
+        let data = layer.data.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
         let cameras = match layer.cameras {
             None => vec![CameraSettings {
                 name: None,
                 source: source.clone(),
                 source_options: source_options.clone(),
                 head: layer.head.clone(),
+                data: data.clone(),
                 live: live.clone(),
             }],
             Some(list) => {
@@ -431,6 +440,11 @@ impl RunSettings {
                         &c.source,
                         c.source_password.or(layer.source_password.clone()),
                     )?;
+                    let camera_data = match (c.data, &c.head) {
+                        (Some(d), _) => d,
+                        (None, Some(_)) => data.join(&c.name),
+                        (None, None) => data.clone(),
+                    };
                     cameras.push(CameraSettings {
                         name: Some(c.name),
                         source: c.source,
@@ -439,6 +453,7 @@ impl RunSettings {
                             ..source_options.clone()
                         },
                         head: c.head.or(layer.head.clone()),
+                        data: camera_data,
                         live: LiveOptions {
                             smooth: c.smooth.unwrap_or(live.smooth),
                             threshold: c.threshold.or(live.threshold),
@@ -446,13 +461,8 @@ impl RunSettings {
                         },
                     });
                 }
-                if cameras.len() > 1 && http.is_some() {
-                    return Err(SettingsError::Conflict(
-                        "the HTTP service (--http, [http] listen) serves one camera's page: with \
-                         several cameras leave it out (JSON lines and MQTT carry every camera) or \
-                         run one edge-tl per camera for their pages"
-                            .into(),
-                    ));
+                if http.is_some() {
+                    one_data_per_head(&cameras)?;
                 }
                 cameras
             }
@@ -466,13 +476,36 @@ impl RunSettings {
             head: layer.head,
             threads: layer.threads,
             watch_head: layer.watch_head.unwrap_or(true),
-            data: layer.data.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
+            data,
             live,
             on_change: layer.on_change.unwrap_or(false),
             http,
             mqtt,
         })
     }
+}
+
+/// Cameras that share a head file must share its samples: training on one camera's page
+/// writes the head from that camera's folder alone, and would drop what the other taught.
+fn one_data_per_head(cameras: &[CameraSettings]) -> Result<(), SettingsError> {
+    for (i, a) in cameras.iter().enumerate() {
+        for b in &cameras[i + 1..] {
+            if a.head.is_some() && a.head == b.head && a.data != b.data {
+                return Err(SettingsError::Conflict(format!(
+                    "cameras {} and {} share the head {} but capture into different folders \
+                     ({} and {}): training on one camera's page would overwrite the head \
+                     without the other's samples; give them the same `data` or each its own \
+                     `head`",
+                    a.name.as_deref().unwrap_or("?"),
+                    b.name.as_deref().unwrap_or("?"),
+                    a.head.as_deref().unwrap_or(Path::new("")).display(),
+                    a.data.display(),
+                    b.data.display(),
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -627,6 +660,7 @@ mod tests {
             source: source.parse().unwrap(),
             source_password: None,
             head: None,
+            data: None,
             threshold: None,
             smooth: None,
         };
@@ -670,14 +704,43 @@ mod tests {
         };
         let e = RunSettings::resolve(both).unwrap_err().to_string();
         assert!(e.starts_with("both a source (--source"), "{e}");
-        let http = RunLayer {
+        // Captures: a camera with its own head gets its own folder under `data`; the cameras
+        // of the run's head share `data`; a table's `data` wins.
+        assert_eq!(s.cameras[0].data, PathBuf::from("dataset/door"));
+        assert_eq!(s.cameras[1].data, PathBuf::from("dataset"));
+        let with_http = |cameras| RunLayer {
             http_listen: Some("127.0.0.1:0".parse().unwrap()),
-            ..layer
+            head: Some("all.head".into()),
+            data: Some("samples".into()),
+            cameras: Some(cameras),
+            ..RunLayer::default()
         };
-        let e = RunSettings::resolve(http).unwrap_err().to_string();
-        assert!(
-            e.starts_with("the HTTP service (--http, [http] listen) serves one camera's page"),
-            "{e}"
+        let s = RunSettings::resolve(with_http(vec![
+            camera("door", "dir:a"),
+            camera("hall", "dir:b"),
+        ]))
+        .unwrap();
+        assert!(s.http.is_some());
+        assert!(s.cameras.iter().all(|c| c.data == Path::new("samples")));
+        let apart = with_http(vec![
+            CameraLayer {
+                data: Some("door-samples".into()),
+                ..camera("door", "dir:a")
+            },
+            camera("hall", "dir:b"),
+        ]);
+        let e = RunSettings::resolve(apart.clone()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "cameras door and hall share the head all.head but capture into different folders \
+             (door-samples and samples): training on one camera's page would overwrite the \
+             head without the other's samples; give them the same `data` or each its own `head`"
         );
+        // Without the page nothing is captured, so nothing to refuse.
+        RunSettings::resolve(RunLayer {
+            http_listen: None,
+            ..apart
+        })
+        .unwrap();
     }
 }

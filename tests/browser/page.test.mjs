@@ -1,5 +1,6 @@
 // The live page in headless Chromium (Debian's `chromium`, driven by playwright-core):
-// a user teaches edge-tl two labels from a "camera" and sees the answer change.
+// a user teaches edge-tl two labels from a "camera" and sees the answer change, then picks
+// the run's second camera (a folder of dog photos, sharing the head) on the page.
 //
 //   node tests/browser/page.test.mjs path/to/edge-tl
 //
@@ -53,7 +54,9 @@ const port = await new Promise((ok) => {
 const base = `http://127.0.0.1:${port}/`;
 let log = "";
 const service = spawn(bin, [
-  "run", "--source", cameraUrl, "--http", `127.0.0.1:${port}`,
+  "run", "--camera", `door=${cameraUrl}`,
+  "--camera", `hall=dir:${path.join(shared, "data/catsdogs/test/dog")}`, "--loop", "--replay-fps", "4",
+  "--http", `127.0.0.1:${port}`,
   "--data", path.join(work, "dataset"), "--head", path.join(work, "home.head"),
 ], {
   env: { ...process.env, EDGE_TL_MODELS: path.join(shared, "models"), RUST_LOG: "warn" },
@@ -139,8 +142,21 @@ try {
   scene = cats;
   await labelIs(page, "cat");
   await shot(page, "cat");
+
+  // The other camera: a link per camera, the current one marked; the link opens its page.
+  await page.waitForFunction(() => document.querySelectorAll("#cameras a").length === 2
+    && document.querySelector("#cameras a.current")?.dataset.camera === "door", null,
+    { timeout: 10_000 });
+  await page.click(`#cameras a[data-camera="hall"]`);
+  await page.waitForURL(/\?camera=hall$/);
+  await labelIs(page, "dog");
+  await page.waitForFunction(() => document.querySelector("#preview").naturalWidth > 0
+    && document.querySelector("#cameras a.current")?.dataset.camera === "hall", null,
+    { timeout: 10_000 });
+  await shot(page, "hall");
   console.log(`browser test passed: ImageNet said "${before}"; after teaching, ${status}; ` +
-    `the page followed the camera from dog to cat. Screenshots: ${shots}`);
+    `the page followed the camera from dog to cat, and showed the second camera's dogs. ` +
+    `Screenshots: ${shots}`);
 } catch (e) {
   console.error(`browser test FAILED: ${e.stack ?? e}\n--- edge-tl stderr ---\n${log}`);
   process.exitCode = 1;

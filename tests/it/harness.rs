@@ -5,12 +5,11 @@
 //! which all check the loop against the same frames; building the fixture once (a trained
 //! head, 12 JPEGs, a recording) keeps the suite affordable.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use edge_tl::source::jpeg_stream::write_part;
@@ -272,55 +271,69 @@ pub fn http(port: u16, request: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
     (status, head, all[split + 4..].to_vec())
 }
 
-/// An MJPEG server whose picture the test switches: what a camera pointed at one thing,
-/// then another, would send.
-pub(crate) struct Scene {
-    showing: Arc<Mutex<Vec<Vec<u8>>>>,
-    pub(crate) url: String,
-}
+#[cfg(feature = "service")]
+pub(crate) use scene::Scene;
 
-impl Scene {
-    pub(crate) fn start(first: Vec<Vec<u8>>) -> Scene {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/stream.mjpg", listener.local_addr().unwrap());
-        let showing = Arc::new(Mutex::new(first));
-        let scene = showing.clone();
-        std::thread::spawn(move || {
-            for socket in listener.incoming() {
-                let Ok(mut socket) = socket else { return };
-                let scene = scene.clone();
-                std::thread::spawn(move || {
-                    let mut byte = [0u8; 1];
-                    let mut request = Vec::new();
-                    while !request.ends_with(b"\r\n\r\n")
-                        && socket.read(&mut byte).unwrap_or(0) == 1
-                    {
-                        request.push(byte[0]);
-                    }
-                    let head = "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; \
-                                boundary=edgetlframe\r\n\r\n";
-                    if socket.write_all(head.as_bytes()).is_err() {
-                        return;
-                    }
-                    for i in 0.. {
-                        let jpeg = {
-                            let s = scene.lock().unwrap();
-                            s[i % s.len()].clone()
-                        };
-                        let mut part = Vec::new();
-                        write_part(&mut part, &jpeg).unwrap();
-                        if socket.write_all(&part).is_err() {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                });
-            }
-        });
-        Scene { showing, url }
+/// The switchable MJPEG camera (the service and RTSP tests use it; both need `service`).
+#[cfg(feature = "service")]
+mod scene {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use edge_tl::source::jpeg_stream::write_part;
+
+    /// An MJPEG server whose picture the test switches: what a camera pointed at one thing,
+    /// then another, would send.
+    pub(crate) struct Scene {
+        showing: Arc<Mutex<Vec<Vec<u8>>>>,
+        pub(crate) url: String,
     }
 
-    pub(crate) fn show(&self, jpegs: Vec<Vec<u8>>) {
-        *self.showing.lock().unwrap() = jpegs;
+    impl Scene {
+        pub(crate) fn start(first: Vec<Vec<u8>>) -> Scene {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}/stream.mjpg", listener.local_addr().unwrap());
+            let showing = Arc::new(Mutex::new(first));
+            let scene = showing.clone();
+            std::thread::spawn(move || {
+                for socket in listener.incoming() {
+                    let Ok(mut socket) = socket else { return };
+                    let scene = scene.clone();
+                    std::thread::spawn(move || {
+                        let mut byte = [0u8; 1];
+                        let mut request = Vec::new();
+                        while !request.ends_with(b"\r\n\r\n")
+                            && socket.read(&mut byte).unwrap_or(0) == 1
+                        {
+                            request.push(byte[0]);
+                        }
+                        let head = "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; \
+                                    boundary=edgetlframe\r\n\r\n";
+                        if socket.write_all(head.as_bytes()).is_err() {
+                            return;
+                        }
+                        for i in 0.. {
+                            let jpeg = {
+                                let s = scene.lock().unwrap();
+                                s[i % s.len()].clone()
+                            };
+                            let mut part = Vec::new();
+                            write_part(&mut part, &jpeg).unwrap();
+                            if socket.write_all(&part).is_err() {
+                                return;
+                            }
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    });
+                }
+            });
+            Scene { showing, url }
+        }
+
+        pub(crate) fn show(&self, jpegs: Vec<Vec<u8>>) {
+            *self.showing.lock().unwrap() = jpegs;
+        }
     }
 }

@@ -540,3 +540,119 @@ fn capture_bodies_of_any_bytes_get_an_answer_and_inference_goes_on() {
     wait_until(&run, "inference to go on", || classified(port) > before);
     run.terminate();
 }
+
+/// Two `[[camera]]` tables behind one `--http`: every route answers for the camera its
+/// `?camera=` names (the first without one), metrics carry a `camera` label, and what is
+/// captured and trained on one camera's page goes to that camera's folder and head alone.
+#[test]
+fn several_cameras_each_have_their_page_api_metrics_and_teaching() {
+    let f = fixture();
+    let scene = Scene::start(camera_frames("catsdogs/test/cat", 8));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dataset");
+    let door_head = dir.path().join("door.head");
+    let hall_head = dir.path().join("hall.head");
+    std::fs::copy(&f.head, &hall_head).unwrap();
+    let hall_before = std::fs::read(&hall_head).unwrap();
+    let config = dir.path().join("edge-tl.toml");
+    let toml_path = |p: &Path| p.display().to_string().replace('\\', "/");
+    std::fs::write(
+        &config,
+        format!(
+            "data = \"{}\"\n\
+             [[camera]]\nname = \"door\"\nsource = \"{}\"\nhead = \"{}\"\n\
+             [[camera]]\nname = \"hall\"\nsource = \"dir:{}\"\nhead = \"{}\"\n",
+            toml_path(&data),
+            scene.url,
+            toml_path(&door_head),
+            toml_path(&f.frames),
+            toml_path(&hall_head),
+        ),
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    let (run, port) = service(&["--config", config_arg, "--loop", "--replay-fps", "10"]);
+
+    // The list of cameras, and each camera's own results.
+    wait_until(&run, "results from both cameras", || {
+        let (_, list) = get_json(port, "/api/cameras");
+        list["cameras"]
+            .as_array()
+            .is_some_and(|c| c.len() == 2 && c.iter().all(|c| c["status"] == "ok"))
+    });
+    let (_, list) = get_json(port, "/api/cameras");
+    let names: Vec<_> = list["cameras"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
+    assert_eq!(names, ["door", "hall"], "{list}");
+    let (_, first) = get_json(port, "/api/prediction");
+    assert_eq!(first["camera"], "door", "no ?camera= is the first camera");
+    let (status, p) = get_json(port, "/api/prediction?camera=hall");
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["camera"], "hall");
+    let frame = p["frame"].as_u64().unwrap() as usize % FRAMES;
+    assert_eq!(p["label"], f.predicted[frame].0.as_str(), "{p}");
+    let (status, e) = get_json(port, "/api/prediction?camera=garage");
+    assert_eq!(status, 404);
+    assert_eq!(
+        e["error"], "no camera \"garage\": this service has door, hall",
+        "{e}"
+    );
+    let (status, _, jpeg) = get(port, "/snapshot.jpg?camera=hall", "");
+    assert_eq!(status, 200);
+    assert!(
+        f.jpegs.contains(&jpeg),
+        "hall's snapshot is one of its frames"
+    );
+    let (status, health) = get_json(port, "/healthz");
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["cameras"]["hall"]["status"], "ok", "{health}");
+    let (_, _, body) = get(port, "/metrics", "");
+    let text = String::from_utf8(body).unwrap();
+    for camera in ["door", "hall"] {
+        let name = format!("edge_tl_frames_classified_total{{camera=\"{camera}\"}}");
+        assert!(metric(&text, &name) >= 1.0, "{text}");
+    }
+
+    // Teaching the door camera: its samples go to <data>/door, its head alone is written.
+    let (_, labels) = get_json(port, "/api/labels?camera=hall");
+    assert_eq!(
+        labels["data"],
+        data.join("hall").to_str().unwrap(),
+        "{labels}"
+    );
+    for (label, photos) in [("cat", "catsdogs/test/cat"), ("dog", "catsdogs/test/dog")] {
+        scene.show(camera_frames(photos, 8));
+        std::thread::sleep(Duration::from_millis(500));
+        let (status, body) = post_json(
+            port,
+            "/api/capture?camera=door",
+            &format!(r#"{{"label": "{label}", "count": 6, "interval_ms": 50}}"#),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(decodes_whole(&data.join("door").join(label)), 6);
+    }
+    assert!(!data.join("hall").exists(), "nothing captured for hall");
+    let (status, body) = post_json(port, "/api/train?camera=door", "");
+    assert_eq!(status, 202, "{body}");
+    let mut trained = Value::Null;
+    wait_until(&run, "the end of door's training", || {
+        trained = get_json(port, "/api/train?camera=door").1;
+        trained["state"] != "running"
+    });
+    assert_eq!(trained["state"], "done", "{trained}");
+    assert_eq!(get_json(port, "/api/train?camera=hall").1["state"], "idle");
+    wait_until(&run, "door to answer dog", || {
+        get_json(port, "/api/prediction?camera=door").1["label"] == "dog"
+    });
+    assert_eq!(std::fs::read(&hall_head).unwrap(), hall_before);
+    let p = get_json(port, "/api/prediction?camera=hall").1;
+    let frame = p["frame"].as_u64().unwrap() as usize % FRAMES;
+    assert_eq!(p["label"], f.predicted[frame].0.as_str(), "{p}");
+
+    let (status, err) = run.terminate();
+    assert!(status.success(), "{status:?}: {err}");
+}
