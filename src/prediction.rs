@@ -29,9 +29,13 @@ pub struct LiveResult {
     /// The picture's file, for folder replays.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// The best label after smoothing, or `unknown` below the threshold.
+    /// The best label after smoothing, or `unknown` below the threshold; with `--confirm N`,
+    /// the last label that N decisions in a row agreed on (`unknown` before the first).
     pub label: String,
-    /// Smoothed probability of the best class.
+    /// The label this frame decided, while it waits for `--confirm` (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
+    /// Smoothed probability of `label` (of the best class when `label` is `unknown`).
     pub prob: f32,
     /// Best classes after smoothing.
     pub top: Vec<Ranked>,

@@ -35,6 +35,11 @@ pub struct Flags {
     /// Average probabilities over this many frames (1 = no smoothing) [default: 1]
     #[arg(long, value_name = "N", value_parser = flag::<usize>(bounds::SMOOTH))]
     smooth: Option<usize>,
+    /// Change the reported label only after this many decisions in a row agree on the new one
+    /// (1 = report every decision; before the first agreement the label is "unknown")
+    /// [default: 1]
+    #[arg(long, value_name = "N", value_parser = flag::<usize>(bounds::CONFIRM))]
+    confirm: Option<usize>,
     /// Print a result only when the label changes
     #[arg(long)]
     on_change: bool,
@@ -137,6 +142,7 @@ fn camera_flag(spec: &str) -> anyhow::Result<CameraLayer> {
         data: None,
         threshold: None,
         smooth: None,
+        confirm: None,
     })
 }
 
@@ -165,6 +171,7 @@ impl Flags {
             data: s.data.clone(),
             threshold: self.threshold,
             smooth: self.smooth,
+            confirm: self.confirm,
             on_change: self.on_change.then_some(true),
             top: self.top,
             frames: self.frames,

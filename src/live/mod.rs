@@ -3,6 +3,7 @@
 //! thresholded, out to a [`Sink`] as one result per frame. Each head file is watched and
 //! swapped in when `edge-tl train` replaces it.
 
+pub mod confirm;
 pub mod head_watch;
 pub mod smooth;
 
@@ -20,6 +21,7 @@ use crate::predict::top_k;
 use crate::prediction::{Latency, LiveResult};
 use crate::sink::{Flow, Sink};
 use crate::source::{Feed, FeedStats, Next, RawFrame, SourceError, Wake};
+use confirm::Confirm;
 pub use head_watch::HeadWatcher;
 use smooth::{decide, Smoother};
 
@@ -32,6 +34,8 @@ pub struct LiveOptions {
     pub smooth: usize,
     /// Below this smoothed probability the label is `unknown`.
     pub threshold: Option<f32>,
+    /// Decisions in a row needed to change the published label (1 = every decision).
+    pub confirm: usize,
 }
 
 impl Default for LiveOptions {
@@ -40,6 +44,7 @@ impl Default for LiveOptions {
             top: 3,
             smooth: 1,
             threshold: None,
+            confirm: 1,
         }
     }
 }
@@ -86,6 +91,7 @@ pub struct LiveCamera {
 /// What the loop keeps per camera between its frames.
 struct CameraState {
     smoother: Smoother,
+    confirm: Confirm,
     recent: VecDeque<Instant>,
     ended: bool,
 }
@@ -109,6 +115,7 @@ pub fn run_loop(
         .iter()
         .map(|c| CameraState {
             smoother: Smoother::new(c.options.smooth),
+            confirm: Confirm::new(c.options.confirm),
             recent: VecDeque::new(),
             ended: false,
         })
@@ -191,6 +198,7 @@ fn reload_head(camera: &mut LiveCamera, state: &mut CameraState, summary: &mut L
             );
             summary.head_reloads += 1;
             state.smoother.reset();
+            state.confirm.reset();
         }
         Err(e) => log::error!("{}; keeping the head in use", crate::error::chain(&e)),
     }
@@ -224,7 +232,14 @@ fn classify(
     let classified = pipeline.classify_frame(&frame)?;
     let probs = state.smoother.push(&classified.probs);
     let top = top_k(&probs, pipeline.labels(), options.top);
-    let label = decide(&top[0].label, top[0].prob, options.threshold);
+    let decided = decide(&top[0].label, top[0].prob, options.threshold);
+    let confirmed = state.confirm.push(&decided);
+    // The probability of what is published: while a change waits for confirmation, that of
+    // the state it would replace.
+    let prob = match pipeline.labels().iter().position(|l| *l == confirmed.label) {
+        Some(i) if confirmed.pending.is_some() => probs[i],
+        _ => top[0].prob,
+    };
     let now = Instant::now();
     let recent = &mut state.recent;
     recent.push_back(now);
@@ -259,8 +274,9 @@ fn classify(
         ts: humantime::format_rfc3339_millis(raw.captured).to_string(),
         frame: raw.index,
         name: raw.name.clone(),
-        prob: top[0].prob,
-        label,
+        prob,
+        label: confirmed.label,
+        pending: confirmed.pending,
         top,
         latency_ms: latency,
         fps: round3(fps),

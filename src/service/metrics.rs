@@ -145,6 +145,7 @@ mod tests {
     fn result(label: &str, dropped: u64) -> LiveResult {
         LiveResult {
             camera: None,
+            pending: None,
             ts: String::new(),
             frame: 0,
             name: None,

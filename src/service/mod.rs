@@ -136,11 +136,6 @@ impl Hub {
             })
     }
 
-    /// The newest result of the first camera, if any.
-    pub fn latest(&self) -> Option<Arc<LiveResult>> {
-        self.cameras[0].latest()
-    }
-
     /// How a camera is doing, for `/healthz`: `ok`, `starting` (no result yet) or `stalled`
     /// (none for `stall` seconds), and the seconds since its last result (or since start).
     fn health(&self, camera: &CameraHub, stall: f64) -> (&'static str, f64) {
@@ -170,11 +165,9 @@ impl Sink for HubSink {
     fn push(&mut self, result: &LiveResult, frame: &Arc<RawFrame>) -> Flow {
         let hub = &self.0;
         hub.metrics.record(result);
-        let camera = hub
-            .cameras
-            .iter()
-            .find(|c| c.name == result.camera)
-            .unwrap_or(&hub.cameras[0]);
+        let camera = hub.cameras.iter().find(|c| c.name == result.camera);
+        debug_assert!(camera.is_some(), "a result of an unknown camera");
+        let camera = camera.unwrap_or(&hub.cameras[0]);
         *camera.last_result.lock().unwrap() = Some(Instant::now());
         camera.frames.send_replace(Some(frame.clone()));
         camera.latest.send_replace(Some(Arc::new(result.clone())));

@@ -113,6 +113,7 @@ pub fn flag<T: Number>(bounds: Bounds) -> impl Fn(&str) -> Result<T, String> + C
 /// Ranges of the settings of `run` (flags and settings file alike).
 pub const THRESHOLD: Bounds = Bounds::new(0.0, 1.0);
 pub const SMOOTH: Bounds = Bounds::new(1.0, 1000.0).note("(1 = no smoothing)");
+pub const CONFIRM: Bounds = Bounds::new(1.0, 1000.0).note("(1 = publish every decision)");
 pub const TOP: Bounds = Bounds::new(1.0, 1000.0);
 pub const THREADS: Bounds = Bounds::new(1.0, 256.0);
 pub const FPS: Bounds = Bounds::positive(1000.0);

@@ -105,7 +105,8 @@ impl<'de> Deserialize<'de> for CameraSection {
 }
 
 /// `[[camera]]`: one of several cameras. What it leaves out comes from the top level
-/// (`head`; `data`, see `RunSettings::resolve`) and `[results]` (`threshold`, `smooth`).
+/// (`head`; `data`, see `RunSettings::resolve`) and `[results]` (`threshold`, `smooth`,
+/// `confirm`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CameraEntry {
@@ -118,6 +119,7 @@ struct CameraEntry {
     data: Option<PathBuf>,
     threshold: Option<f32>,
     smooth: Option<usize>,
+    confirm: Option<usize>,
 }
 
 /// `[results]`: shaping the answers.
@@ -126,6 +128,7 @@ struct CameraEntry {
 struct ResultsKeys {
     threshold: Option<f32>,
     smooth: Option<usize>,
+    confirm: Option<usize>,
     on_change: Option<bool>,
     top: Option<usize>,
 }
@@ -290,6 +293,7 @@ impl FileSettings {
             data: self.data,
             threshold: checked(r.threshold, "results.threshold", &bounds::THRESHOLD, path)?,
             smooth: checked(r.smooth, "results.smooth", &bounds::SMOOTH, path)?,
+            confirm: checked(r.confirm, "results.confirm", &bounds::CONFIRM, path)?,
             on_change: r.on_change,
             top: checked(r.top, "results.top", &bounds::TOP, path)?,
             frames: None,
@@ -327,6 +331,8 @@ impl CameraEntry {
             threshold: checked(self.threshold, "camera.threshold", &bounds::THRESHOLD, path)
                 .map_err(named)?,
             smooth: checked(self.smooth, "camera.smooth", &bounds::SMOOTH, path).map_err(named)?,
+            confirm: checked(self.confirm, "camera.confirm", &bounds::CONFIRM, path)
+                .map_err(named)?,
             source_password: secret(
                 self.source_password.clone(),
                 self.source_password_file.clone(),
@@ -419,6 +425,7 @@ fps = 30
 [results]
 threshold = 0.7
 smooth = 5
+confirm = 3
 on_change = true
 top = 3
 
@@ -443,6 +450,7 @@ discovery = false
         let c = parse(FULL).unwrap();
         assert_eq!(c.threads, Some(4));
         assert_eq!(c.threshold, Some(0.7));
+        assert_eq!((c.smooth, c.confirm), (Some(5), Some(3)));
         assert_eq!(c.format, Some(PixelFormat::Mjpeg));
         assert_eq!(
             c.size,
@@ -495,7 +503,12 @@ discovery = false
             (
                 "[results]\nsmooth = 0",
                 "key `results.smooth`",
-                "must be between 1 and 1000",
+                "must be between 1 and 1000 (1 = no smoothing) (got 0)",
+            ),
+            (
+                "[results]\nconfirm = 0",
+                "key `results.confirm`",
+                "must be between 1 and 1000 (1 = publish every decision) (got 0)",
             ),
             (
                 "[results]\ntop = 0",
@@ -613,7 +626,7 @@ discovery = false
         let c = parse(
             "head = \"all.head\"\n\
              [[camera]]\nname = \"door\"\nsource = \"rtsp://viewer@cam/s\"\nsource_password = \"pw\"\n\
-             head = \"door.head\"\nthreshold = 0.8\nsmooth = 3\n\
+             head = \"door.head\"\nthreshold = 0.8\nsmooth = 3\nconfirm = 2\n\
              [[camera]]\nname = \"hall\"\nsource = \"dir:frames\"\ndata = \"hall-samples\"\n",
         )
         .unwrap();
@@ -623,8 +636,8 @@ discovery = false
         assert_eq!(cameras[0].source.to_string(), "rtsp://***@cam/s");
         assert_eq!(cameras[0].head, Some(PathBuf::from("door.head")));
         assert_eq!(
-            (cameras[0].threshold, cameras[0].smooth),
-            (Some(0.8), Some(3))
+            (cameras[0].threshold, cameras[0].smooth, cameras[0].confirm),
+            (Some(0.8), Some(3), Some(2))
         );
         assert!(matches!(cameras[0].source_password, Some(Secret::Value(_))));
         assert_eq!(

@@ -38,6 +38,7 @@ pub struct RunLayer {
     pub data: Option<PathBuf>,
     pub threshold: Option<f32>,
     pub smooth: Option<usize>,
+    pub confirm: Option<usize>,
     pub on_change: Option<bool>,
     pub top: Option<usize>,
     pub frames: Option<u64>,
@@ -79,6 +80,7 @@ impl RunLayer {
             data,
             threshold,
             smooth,
+            confirm,
             on_change,
             top,
             frames,
@@ -96,7 +98,7 @@ impl RunLayer {
 }
 
 /// One of several cameras as one place gives it; what it leaves out comes from the settings
-/// of all cameras (`head`, `threshold`, `smooth`, `data`).
+/// of all cameras (`head`, `threshold`, `smooth`, `confirm`, `data`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CameraLayer {
     pub name: String,
@@ -106,6 +108,7 @@ pub struct CameraLayer {
     pub data: Option<PathBuf>,
     pub threshold: Option<f32>,
     pub smooth: Option<usize>,
+    pub confirm: Option<usize>,
 }
 
 /// Longest camera name: it goes into MQTT topics, metric labels and every JSON line.
@@ -334,9 +337,9 @@ pub const DEFAULT_DATA: &str = "dataset";
 impl RunSettings {
     /// Applies the defaults to the merged layer and checks what involves several settings.
     ///
-    /// A camera's captures (from the page) go to its own `data` folder when its table gives
-    /// one; else to `<data>/<name>` when it has a head of its own, as what is trained there
-    /// is its alone; else to the run's `data`, shared with the other cameras of the run's head.
+    /// A camera's captures (from the page) go to its table's `data` folder, else to the run's
+    /// `data`; with the page on, cameras of one head must share a folder and cameras of
+    /// different heads must not ([`one_data_per_head`]).
     pub fn resolve(layer: RunLayer) -> Result<RunSettings, SettingsError> {
         let live_defaults = LiveOptions::default();
         let http = match layer.http_listen {
@@ -407,6 +410,7 @@ impl RunSettings {
         let live = LiveOptions {
             top: layer.top.unwrap_or(live_defaults.top),
             smooth: layer.smooth.unwrap_or(live_defaults.smooth),
+            confirm: layer.confirm.unwrap_or(live_defaults.confirm),
             threshold: layer.threshold,
         };
         let data = layer.data.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
@@ -440,11 +444,7 @@ impl RunSettings {
                         &c.source,
                         c.source_password.or(layer.source_password.clone()),
                     )?;
-                    let camera_data = match (c.data, &c.head) {
-                        (Some(d), _) => d,
-                        (None, Some(_)) => data.join(&c.name),
-                        (None, None) => data.clone(),
-                    };
+                    let camera_data = c.data.unwrap_or_else(|| data.clone());
                     cameras.push(CameraSettings {
                         name: Some(c.name),
                         source: c.source,
@@ -456,6 +456,7 @@ impl RunSettings {
                         data: camera_data,
                         live: LiveOptions {
                             smooth: c.smooth.unwrap_or(live.smooth),
+                            confirm: c.confirm.unwrap_or(live.confirm),
                             threshold: c.threshold.or(live.threshold),
                             ..live.clone()
                         },
@@ -485,22 +486,43 @@ impl RunSettings {
     }
 }
 
-/// Cameras that share a head file must share its samples: training on one camera's page
-/// writes the head from that camera's folder alone, and would drop what the other taught.
+/// With the page on, what a camera captures trains its head from its folder: cameras that
+/// share a head must share the folder (training on one's page would otherwise overwrite the
+/// head without the other's samples), and cameras of different heads must not share one or
+/// nest one in another (each would train on the other's pictures, or see its folder as a
+/// label).
 fn one_data_per_head(cameras: &[CameraSettings]) -> Result<(), SettingsError> {
+    let name = |c: &CameraSettings| c.name.clone().unwrap_or_else(|| "?".into());
     for (i, a) in cameras.iter().enumerate() {
         for b in &cameras[i + 1..] {
-            if a.head.is_some() && a.head == b.head && a.data != b.data {
+            let same_head = a.head.is_some() && a.head == b.head;
+            if same_head && a.data != b.data {
                 return Err(SettingsError::Conflict(format!(
                     "cameras {} and {} share the head {} but capture into different folders \
                      ({} and {}): training on one camera's page would overwrite the head \
                      without the other's samples; give them the same `data` or each its own \
                      `head`",
-                    a.name.as_deref().unwrap_or("?"),
-                    b.name.as_deref().unwrap_or("?"),
+                    name(a),
+                    name(b),
                     a.head.as_deref().unwrap_or(Path::new("")).display(),
                     a.data.display(),
                     b.data.display(),
+                )));
+            }
+            let overlap = a.data.starts_with(&b.data) || b.data.starts_with(&a.data);
+            if !same_head && overlap {
+                return Err(SettingsError::Conflict(format!(
+                    "cameras {} and {} have different heads but capture into {}{}: each would \
+                     train on the other's pictures; give each camera with a head of its own a \
+                     `data` folder of its own in its [[camera]] table",
+                    name(a),
+                    name(b),
+                    a.data.display(),
+                    if a.data == b.data {
+                        String::new()
+                    } else {
+                        format!(" and {}, one inside the other", b.data.display())
+                    },
                 )));
             }
         }
@@ -663,6 +685,7 @@ mod tests {
             data: None,
             threshold: None,
             smooth: None,
+            confirm: None,
         };
         let layer = RunLayer {
             head: Some("all.head".into()),
@@ -704,9 +727,8 @@ mod tests {
         };
         let e = RunSettings::resolve(both).unwrap_err().to_string();
         assert!(e.starts_with("both a source (--source"), "{e}");
-        // Captures: a camera with its own head gets its own folder under `data`; the cameras
-        // of the run's head share `data`; a table's `data` wins.
-        assert_eq!(s.cameras[0].data, PathBuf::from("dataset/door"));
+        // Captures: a table's `data`, else the run's.
+        assert_eq!(s.cameras[0].data, PathBuf::from("dataset"));
         assert_eq!(s.cameras[1].data, PathBuf::from("dataset"));
         let with_http = |cameras| RunLayer {
             http_listen: Some("127.0.0.1:0".parse().unwrap()),
@@ -742,5 +764,38 @@ mod tests {
             ..apart
         })
         .unwrap();
+        // Heads of their own: one folder each, neither inside the other.
+        let own = |name: &str, data: Option<&str>| CameraLayer {
+            head: Some(format!("{name}.head").into()),
+            data: data.map(PathBuf::from),
+            ..camera(name, "dir:a")
+        };
+        let e = RunSettings::resolve(with_http(vec![own("door", None), own("hall", None)]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "cameras door and hall have different heads but capture into samples: each would \
+             train on the other's pictures; give each camera with a head of its own a `data` \
+             folder of its own in its [[camera]] table"
+        );
+        let e = RunSettings::resolve(with_http(vec![
+            own("door", Some("samples/door")),
+            own("hall", None),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("capture into samples/door and samples, one inside the other"),
+            "{e}"
+        );
+        let s = RunSettings::resolve(with_http(vec![
+            own("door", Some("door-samples")),
+            own("hall", None),
+        ]))
+        .unwrap();
+        assert_eq!(s.cameras[1].data, PathBuf::from("samples"));
+        // One camera of its own head on the run's folder is fine.
+        RunSettings::resolve(with_http(vec![own("door", None)])).unwrap();
     }
 }

@@ -85,6 +85,7 @@ mod tests {
         });
         let result = |label: &str| LiveResult {
             camera: None,
+            pending: None,
             ts: String::new(),
             frame: 0,
             name: None,

@@ -121,6 +121,65 @@ fn smoothing_threshold_and_on_change_shape_the_output() {
     );
 }
 
+/// `--confirm 3` on a replay built from frames `predict` calls cat and dog: the state is
+/// `unknown` until three cats agree, alternating frames never change it, and a lasting change
+/// is published on its third frame exactly, in the JSON lines and so in every sink
+/// (`--on-change` sees three states).
+#[test]
+fn confirm_publishes_a_change_only_after_n_agreeing_frames() {
+    let f = fixture();
+    let by_label = |want: &str| {
+        let i = f.predicted.iter().position(|(l, _)| l == want).unwrap();
+        f.frames.join(format!("{i:03}.jpg"))
+    };
+    let (cat, dog) = (by_label("cat"), by_label("dog"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut shown = Vec::new();
+    shown.extend([&cat; 4]);
+    for _ in 0..4 {
+        shown.extend([&dog, &cat]);
+    }
+    shown.extend([&dog; 5]);
+    for (i, photo) in shown.iter().enumerate() {
+        std::fs::copy(photo, dir.path().join(format!("{i:03}.jpg"))).unwrap();
+    }
+    let replay = path_arg("dir:", dir.path());
+    let head = f.head.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--head", head, "--source", &replay, "--confirm", "3"];
+        args.extend_from_slice(extra);
+        let out = edge_tl(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        json_lines(&stdout(&out))
+    };
+    let lines = run(&[]);
+    let labels: Vec<&str> = lines.iter().map(|l| l["label"].as_str().unwrap()).collect();
+    let mut expected = vec!["unknown", "unknown", "cat", "cat"];
+    expected.extend(["cat"; 8]);
+    expected.extend(["cat", "cat", "dog", "dog", "dog"]);
+    assert_eq!(labels, expected);
+    // What each frame decided, while it waits: the two dogs before the change.
+    assert_eq!(lines[0]["pending"], "cat");
+    assert_eq!(lines[12]["pending"], "dog");
+    assert!(lines[14].get("pending").is_none(), "{}", lines[14]);
+    // `prob` is that of the published label: cat's, on a frame that decided dog.
+    let cat_prob = lines[12]["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["label"] == "cat")
+        .map(|t| t["prob"].as_f64().unwrap())
+        .unwrap();
+    assert_eq!(lines[12]["prob"].as_f64().unwrap(), cat_prob);
+
+    let changes = run(&["--on-change"]);
+    let states: Vec<(&str, u64)> = changes
+        .iter()
+        .map(|l| (l["label"].as_str().unwrap(), l["frame"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(states, [("unknown", 0), ("cat", 2), ("dog", 14)]);
+}
+
 #[test]
 fn without_a_head_run_names_imagenet_classes() {
     let f = fixture();

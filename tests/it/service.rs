@@ -543,34 +543,47 @@ fn capture_bodies_of_any_bytes_get_an_answer_and_inference_goes_on() {
 
 /// Two `[[camera]]` tables behind one `--http`: every route answers for the camera its
 /// `?camera=` names (the first without one), metrics carry a `camera` label, and what is
-/// captured and trained on one camera's page goes to that camera's folder and head alone.
+/// captured and trained on one camera's page goes to that camera's folder and head alone;
+/// two cameras of their own heads on one folder are refused.
 #[test]
 fn several_cameras_each_have_their_page_api_metrics_and_teaching() {
     let f = fixture();
     let scene = Scene::start(camera_frames("catsdogs/test/cat", 8));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("dataset");
+    let door_data = dir.path().join("door-samples");
     let door_head = dir.path().join("door.head");
     let hall_head = dir.path().join("hall.head");
     std::fs::copy(&f.head, &hall_head).unwrap();
     let hall_before = std::fs::read(&hall_head).unwrap();
     let config = dir.path().join("edge-tl.toml");
     let toml_path = |p: &Path| p.display().to_string().replace('\\', "/");
-    std::fs::write(
-        &config,
+    let settings = |door_data: &str| {
         format!(
             "data = \"{}\"\n\
-             [[camera]]\nname = \"door\"\nsource = \"{}\"\nhead = \"{}\"\n\
+             [[camera]]\nname = \"door\"\nsource = \"{}\"\nhead = \"{}\"\n{door_data}\
              [[camera]]\nname = \"hall\"\nsource = \"dir:{}\"\nhead = \"{}\"\n",
             toml_path(&data),
             scene.url,
             toml_path(&door_head),
             toml_path(&f.frames),
             toml_path(&hall_head),
-        ),
+        )
+    };
+    let config_arg = config.to_str().unwrap();
+    std::fs::write(&config, settings("")).unwrap();
+    let out = crate::common::edge_tl(&["run", "--config", config_arg, "--http", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cameras door and hall have different heads but capture into"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        &config,
+        settings(&format!("data = \"{}\"\n", toml_path(&door_data))),
     )
     .unwrap();
-    let config_arg = config.to_str().unwrap();
     let (run, port) = service(&["--config", config_arg, "--loop", "--replay-fps", "10"]);
 
     // The list of cameras, and each camera's own results.
@@ -617,15 +630,15 @@ fn several_cameras_each_have_their_page_api_metrics_and_teaching() {
         assert!(metric(&text, &name) >= 1.0, "{text}");
     }
 
-    // Teaching the door camera: its samples go to <data>/door, its head alone is written.
+    // Teaching the door camera: its samples (door's frames, not hall's) go to its folder,
+    // its head alone is written.
     let (_, labels) = get_json(port, "/api/labels?camera=hall");
-    assert_eq!(
-        labels["data"],
-        data.join("hall").to_str().unwrap(),
-        "{labels}"
-    );
+    assert_eq!(labels["data"], data.to_str().unwrap(), "{labels}");
+    let (_, labels) = get_json(port, "/api/labels?camera=door");
+    assert_eq!(labels["data"], door_data.to_str().unwrap(), "{labels}");
     for (label, photos) in [("cat", "catsdogs/test/cat"), ("dog", "catsdogs/test/dog")] {
-        scene.show(camera_frames(photos, 8));
+        let shown = camera_frames(photos, 8);
+        scene.show(shown.clone());
         std::thread::sleep(Duration::from_millis(500));
         let (status, body) = post_json(
             port,
@@ -633,9 +646,16 @@ fn several_cameras_each_have_their_page_api_metrics_and_teaching() {
             &format!(r#"{{"label": "{label}", "count": 6, "interval_ms": 50}}"#),
         );
         assert_eq!(status, 200, "{body}");
-        assert_eq!(decodes_whole(&data.join("door").join(label)), 6);
+        for saved in std::fs::read_dir(door_data.join(label)).unwrap() {
+            let bytes = std::fs::read(saved.unwrap().path()).unwrap();
+            assert!(
+                shown.contains(&bytes),
+                "a {label} sample is one of door's frames"
+            );
+        }
+        assert_eq!(decodes_whole(&door_data.join(label)), 6);
     }
-    assert!(!data.join("hall").exists(), "nothing captured for hall");
+    assert!(!data.exists(), "nothing captured for hall");
     let (status, body) = post_json(port, "/api/train?camera=door", "");
     assert_eq!(status, 202, "{body}");
     let mut trained = Value::Null;

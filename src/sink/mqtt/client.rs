@@ -429,6 +429,7 @@ mod tests {
             .collect();
         LiveResult {
             camera: None,
+            pending: None,
             ts: "2025-01-01T00:00:00.000Z".into(),
             frame: 7,
             name: Some("/var/lib/edge-tl/frames/000123.jpg".into()),
