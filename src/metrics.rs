@@ -42,8 +42,28 @@ pub fn evaluate(labels: &[String], results: &[(usize, Vec<f32>)]) -> EvalReport 
     }
     let n = results.len();
     let correct: usize = (0..c).map(|i| confusion[i][i]).sum();
-    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    let per_class = (0..c)
+    EvalReport {
+        n,
+        accuracy: ratio(correct, n),
+        top5_accuracy: ratio(top5, n),
+        labels: labels.to_vec(),
+        per_class: per_class(labels, &confusion),
+        confusion,
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// Precision and recall of each label from a confusion matrix (`confusion[true][predicted]`).
+pub fn per_class(labels: &[String], confusion: &[Vec<usize>]) -> Vec<ClassReport> {
+    let c = labels.len();
+    (0..c)
         .map(|i| {
             let predicted: usize = (0..c).map(|t| confusion[t][i]).sum();
             let support: usize = confusion[i].iter().sum();
@@ -54,15 +74,7 @@ pub fn evaluate(labels: &[String], results: &[(usize, Vec<f32>)]) -> EvalReport 
                 support,
             }
         })
-        .collect();
-    EvalReport {
-        n,
-        accuracy: ratio(correct, n),
-        top5_accuracy: ratio(top5, n),
-        labels: labels.to_vec(),
-        per_class,
-        confusion,
-    }
+        .collect()
 }
 
 impl std::fmt::Display for EvalReport {

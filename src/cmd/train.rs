@@ -106,6 +106,7 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
     };
     let FolderTraining {
         head,
+        cv,
         set,
         embed_s,
         train_s,
@@ -133,6 +134,9 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
             "computed": set.computed,
             "cv_accuracy": head.training.cv_accuracy,
             "cv_folds": head.training.cv_folds,
+            "cv_per_class": cv.as_ref().map(|r| &r.per_class),
+            "cv_confusion": cv.as_ref().map(|r| &r.confusion),
+            "cv_mistakes": cv.as_ref().map(|r| &r.mistakes),
             "alpha": head_alpha(&head),
             "alpha_search": head.training.alpha_search,
             "embed_s": embed_s,
@@ -167,6 +171,9 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
         ),
         None => {}
     }
+    if let Some(report) = &cv {
+        print_cv_report(report);
+    }
     if let (Some(search), Some(alpha)) = (&head.training.alpha_search, head_alpha(&head)) {
         let tried: Vec<String> = search
             .iter()
@@ -179,6 +186,43 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
     }
     println!("wrote {}", args.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Most mistakes listed; the JSON summary has them all.
+const MISTAKES_SHOWN: usize = 20;
+
+/// Per-label precision and recall from the cross-validation, and the pictures it got wrong.
+fn print_cv_report(report: &edge_tl::head::train::CvReport) {
+    for c in &report.per_class {
+        println!(
+            "  {:<22} precision {:>5.1}%  recall {:>5.1}%",
+            c.label,
+            100.0 * c.precision,
+            100.0 * c.recall
+        );
+    }
+    if report.mistakes.is_empty() {
+        return;
+    }
+    println!(
+        "{} pictures taken for another label by cross-validation (look here first for a picture \
+         under the wrong label):",
+        report.mistakes.len()
+    );
+    for m in report.mistakes.iter().take(MISTAKES_SHOWN) {
+        println!(
+            "  {} ({}) taken for {}",
+            m.path.display(),
+            m.label,
+            m.taken_for
+        );
+    }
+    if report.mistakes.len() > MISTAKES_SHOWN {
+        println!(
+            "  ... and {} more (--json lists them all)",
+            report.mistakes.len() - MISTAKES_SHOWN
+        );
+    }
 }
 
 /// The logistic head's regularisation, if it is one.

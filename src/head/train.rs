@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{Backbone, CentroidModel, Classifier, Head, LogisticParams, Scaler, TrainingInfo};
 use crate::dataset::{embed_dataset, Dataset, EmbedOptions, EmbeddedSet};
 use crate::error::{DatasetError, TrainError};
+use crate::metrics::{per_class, ClassReport};
 use crate::model::Extractor;
 use crate::predict::argmax;
 use crate::progress::Progress;
@@ -64,6 +65,8 @@ pub struct AlphaScore {
 #[derive(Debug)]
 pub struct FolderTraining {
     pub head: Head,
+    /// What cross-validation said of each label and picture, when it ran.
+    pub cv: Option<CvReport>,
     /// The pictures as embedded (counts, what the cache held, what was skipped and why).
     pub set: EmbeddedSet,
     pub embed_s: f64,
@@ -85,9 +88,11 @@ pub fn train_folder(
     let set = embed_dataset(dataset, extractor, embed, progress)?;
     let embed_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let head = train(&set, &dataset.root, Backbone::of(extractor.model()), params)?;
+    let (head, cv) =
+        train_with_report(&set, &dataset.root, Backbone::of(extractor.model()), params)?;
     Ok(FolderTraining {
         head,
+        cv,
         set,
         embed_s,
         train_s: t.elapsed().as_secs_f64(),
@@ -202,16 +207,31 @@ pub fn fold_assignment(labels: &[usize], n_classes: usize, folds: usize, seed: u
 /// k-fold cross-validated accuracy of `params.kind`; `None` when a label has fewer than
 /// `folds` pictures.
 pub fn cross_validate(set: &EmbeddedSet, params: &TrainParams) -> Result<Option<f64>, TrainError> {
-    Ok(cross_validate_kinds(set, params, std::slice::from_ref(&params.kind))?.map(|a| a[0]))
+    Ok(
+        cross_validate_kinds(set, params, std::slice::from_ref(&params.kind))?
+            .map(|p| accuracy(set, &p[0])),
+    )
 }
 
-/// Cross-validated accuracy of each of `kinds` on the same folds (one split, every kind fitted
-/// on each training part); `None` when a label has fewer than `params.folds` pictures.
+/// The share of `set`'s pictures whose predicted label (by index) is theirs.
+fn accuracy(set: &EmbeddedSet, predicted: &[usize]) -> f64 {
+    let right = set
+        .samples
+        .iter()
+        .zip(predicted)
+        .filter(|(s, &p)| s.label == p)
+        .count();
+    right as f64 / set.samples.len() as f64
+}
+
+/// Each picture's label as predicted by the fit on the other folds, for each of `kinds` on the
+/// same folds (one split, every kind fitted on each training part); `None` when a label has
+/// fewer than `params.folds` pictures.
 fn cross_validate_kinds(
     set: &EmbeddedSet,
     params: &TrainParams,
     kinds: &[HeadKind],
-) -> Result<Option<Vec<f64>>, TrainError> {
+) -> Result<Option<Vec<Vec<usize>>>, TrainError> {
     let k = params.folds;
     if k < 2 || set.counts().iter().any(|&c| c < k) {
         return Ok(None);
@@ -220,45 +240,95 @@ fn cross_validate_kinds(
     let fold = fold_assignment(&labels, set.labels.len(), k, params.seed);
     // Folds are independent: one per core. Within a fold each kind starts from the previous
     // one's answer (see `fit_after`).
-    let per_fold: Vec<Vec<usize>> = (0..k)
+    let per_fold: Vec<Vec<Vec<(usize, usize)>>> = (0..k)
         .into_par_iter()
         .map(|f| {
             let train: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] != f).collect();
             let (x, y) = rows_of(set, &train);
             let mut previous: Option<Classifier> = None;
-            let mut correct = Vec::with_capacity(kinds.len());
+            let mut predicted = Vec::with_capacity(kinds.len());
             for kind in kinds {
                 let classifier = fit_after(kind, &x, &y, set.labels.len(), previous.as_ref())?;
-                correct.push(
+                predicted.push(
                     (0..labels.len())
                         .filter(|&i| fold[i] == f)
-                        .filter(|&i| {
-                            argmax(&classifier.logits(&set.samples[i].embedding)) == labels[i]
-                        })
-                        .count(),
+                        .map(|i| (i, argmax(&classifier.logits(&set.samples[i].embedding))))
+                        .collect(),
                 );
                 previous = Some(classifier);
             }
-            Ok(correct)
+            Ok(predicted)
         })
         .collect::<Result<_, TrainError>>()?;
-    Ok(Some(
-        (0..kinds.len())
-            .map(|j| per_fold.iter().map(|c| c[j]).sum::<usize>() as f64 / labels.len() as f64)
-            .collect(),
-    ))
+    let mut all = vec![vec![0; labels.len()]; kinds.len()];
+    for fold in per_fold {
+        for (j, predictions) in fold.into_iter().enumerate() {
+            for (i, p) in predictions {
+                all[j][i] = p;
+            }
+        }
+    }
+    Ok(Some(all))
 }
 
-/// What [`choose_kind`] settles: the kind, its cross-validated accuracy, the alphas tried.
-type Chosen = (HeadKind, Option<f64>, Option<Vec<AlphaScore>>);
+/// What the cross-validation of the head that was fitted says about each label and picture.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CvReport {
+    /// Precision and recall of each label, from every picture predicted by the other folds.
+    pub per_class: Vec<ClassReport>,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<usize>>,
+    /// The pictures cross-validation got wrong, with what they were taken for: the first
+    /// place to look for a picture filed under the wrong label, or a label that needs more.
+    pub mistakes: Vec<Mistake>,
+}
 
-/// The head kind to fit on all pictures, its cross-validated accuracy and, when alpha was
-/// chosen, every alpha tried. The accuracy of a chosen alpha is the best of the grid on the
-/// same folds, so it is slightly optimistic (as `LogisticRegressionCV`'s is).
+/// A training picture that cross-validation got wrong.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mistake {
+    pub path: std::path::PathBuf,
+    pub label: String,
+    pub taken_for: String,
+}
+
+impl CvReport {
+    fn new(set: &EmbeddedSet, predicted: &[usize]) -> CvReport {
+        let c = set.labels.len();
+        let mut confusion = vec![vec![0usize; c]; c];
+        let mut mistakes = Vec::new();
+        for (s, &p) in set.samples.iter().zip(predicted) {
+            confusion[s.label][p] += 1;
+            if s.label != p {
+                mistakes.push(Mistake {
+                    path: s.path.clone(),
+                    label: set.labels[s.label].clone(),
+                    taken_for: set.labels[p].clone(),
+                });
+            }
+        }
+        CvReport {
+            per_class: per_class(&set.labels, &confusion),
+            confusion,
+            mistakes,
+        }
+    }
+}
+
+/// What [`choose_kind`] settles: the kind, the cross-validation's prediction of each picture,
+/// and, when alpha was chosen, every alpha tried.
+type Chosen = (HeadKind, Option<Vec<usize>>, Option<Vec<AlphaScore>>);
+
+/// The head kind to fit on all pictures, how cross-validation predicted each picture with it
+/// and, when alpha was chosen, every alpha tried. The accuracy of a chosen alpha is the best of
+/// the grid on the same folds, so it is slightly optimistic (as `LogisticRegressionCV`'s is).
 fn choose_kind(set: &EmbeddedSet, params: &TrainParams) -> Result<Chosen, TrainError> {
     let given = match &params.kind {
         HeadKind::Logistic(given) if params.choose_alpha => given,
-        _ => return Ok((params.kind.clone(), cross_validate(set, params)?, None)),
+        _ => {
+            let predicted = cross_validate_kinds(set, params, std::slice::from_ref(&params.kind))?
+                .map(|mut p| p.remove(0));
+            return Ok((params.kind.clone(), predicted, None));
+        }
     };
     let kinds: Vec<HeadKind> = ALPHA_GRID
         .iter()
@@ -269,27 +339,30 @@ fn choose_kind(set: &EmbeddedSet, params: &TrainParams) -> Result<Chosen, TrainE
             })
         })
         .collect();
-    let Some(accuracies) = cross_validate_kinds(set, params, &kinds)? else {
+    let Some(mut predictions) = cross_validate_kinds(set, params, &kinds)? else {
         return Ok((params.kind.clone(), None, None));
     };
     let scores: Vec<AlphaScore> = ALPHA_GRID
         .iter()
-        .zip(&accuracies)
-        .map(|(&alpha, &cv_accuracy)| AlphaScore { alpha, cv_accuracy })
+        .zip(&predictions)
+        .map(|(&alpha, p)| AlphaScore {
+            alpha,
+            cv_accuracy: accuracy(set, p),
+        })
         .collect();
     // The first best: the grid runs from the strongest regularisation down.
-    let best = scores.iter().fold(scores[0], |b, s| {
-        if s.cv_accuracy > b.cv_accuracy {
-            *s
+    let best = (0..scores.len()).fold(0, |b, s| {
+        if scores[s].cv_accuracy > scores[b].cv_accuracy {
+            s
         } else {
             b
         }
     });
     let kind = HeadKind::Logistic(LogisticParams {
-        alpha: best.alpha,
+        alpha: scores[best].alpha,
         ..given.clone()
     });
-    Ok((kind, Some(best.cv_accuracy), Some(scores)))
+    Ok((kind, Some(predictions.swap_remove(best)), Some(scores)))
 }
 
 /// Trains a head on every usable sample of `set` and cross-validates it.
@@ -299,12 +372,25 @@ pub fn train(
     backbone: Backbone,
     params: &TrainParams,
 ) -> Result<Head, TrainError> {
+    Ok(train_with_report(set, root, backbone, params)?.0)
+}
+
+/// [`train`], with what the cross-validation said of each label and picture (`None` without
+/// cross-validation).
+pub fn train_with_report(
+    set: &EmbeddedSet,
+    root: &Path,
+    backbone: Backbone,
+    params: &TrainParams,
+) -> Result<(Head, Option<CvReport>), TrainError> {
     check_trainable(set, root)?;
-    let (kind, cv_accuracy, alpha_search) = choose_kind(set, params)?;
+    let (kind, cv_predicted, alpha_search) = choose_kind(set, params)?;
+    let cv_accuracy = cv_predicted.as_ref().map(|p| accuracy(set, p));
+    let report = cv_predicted.as_ref().map(|p| CvReport::new(set, p));
     let all: Vec<usize> = (0..set.samples.len()).collect();
     let (x, y) = rows_of(set, &all);
     let classifier = fit_classifier(&kind, &x, &y, set.labels.len())?;
-    Ok(Head {
+    let head = Head {
         labels: set.labels.clone(),
         backbone,
         classifier,
@@ -318,7 +404,8 @@ pub fn train(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         },
-    })
+    };
+    Ok((head, report))
 }
 
 #[cfg(test)]
@@ -413,6 +500,39 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(cross_validate(&s, &params).unwrap(), None);
+    }
+
+    #[test]
+    fn the_report_names_a_misfiled_picture_and_what_it_was_taken_for() {
+        let mut s = set(&[6, 6]);
+        // A picture of label 1 filed under label 0.
+        s.samples[0].embedding = vec![0.0, 5.0, 0.0, 0.0];
+        let params = TrainParams {
+            kind: HeadKind::Centroid,
+            folds: 3,
+            seed: 1,
+            choose_alpha: false,
+        };
+        let (head, report) = train_with_report(&s, Path::new("d"), backbone(), &params).unwrap();
+        let report = report.unwrap();
+        assert_eq!(
+            report.mistakes,
+            [Mistake {
+                path: "0/0.jpg".into(),
+                label: "l0".into(),
+                taken_for: "l1".into()
+            }]
+        );
+        assert_eq!(report.confusion, [[5, 1], [0, 6]]);
+        assert_eq!(report.per_class[0].recall, 5.0 / 6.0);
+        assert_eq!(report.per_class[1].precision, 6.0 / 7.0);
+        assert_eq!(head.training.cv_accuracy, Some(11.0 / 12.0));
+        // Without cross-validation, no report.
+        let none = TrainParams { folds: 0, ..params };
+        assert!(train_with_report(&s, Path::new("d"), backbone(), &none)
+            .unwrap()
+            .1
+            .is_none());
     }
 
     fn alpha_of(head: &Head) -> f64 {

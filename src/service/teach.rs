@@ -16,7 +16,8 @@ use crate::dataset::capture::{label_dir, save_sample, CaptureError};
 use crate::dataset::{visible_entries, Dataset, EmbedOptions};
 use crate::error::chain;
 use crate::head::file as head_file;
-use crate::head::train::{train_folder, TrainParams};
+use crate::head::train::{train_folder, CvReport, Mistake, TrainParams};
+use crate::metrics::ClassReport;
 use crate::model::{Extractor, Outputs, ResolvedModel};
 use crate::source::RawFrame;
 
@@ -51,7 +52,14 @@ pub struct TrainStatus {
     pub seconds: Option<f64>,
     pub error: Option<String>,
     pub head: Option<PathBuf>,
+    /// Per-label precision and recall from the cross-validation.
+    pub per_class: Vec<ClassReport>,
+    /// The pictures cross-validation took for another label (paths inside the data folder).
+    pub mistakes: Vec<Mistake>,
 }
+
+/// What a finished training tells the page.
+type Trained = (Option<f64>, Vec<String>, Option<CvReport>);
 
 /// Why a capture request failed.
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +191,7 @@ impl Teach {
     /// `failed` with the reason, also when `train` panics.
     fn start_with(
         self: &Arc<Self>,
-        train: impl FnOnce(&Teach, &Path) -> Result<(Option<f64>, Vec<String>), String> + Send + 'static,
+        train: impl FnOnce(&Teach, &Path) -> Result<Trained, String> + Send + 'static,
     ) -> Result<(), TeachError> {
         let head = self.settings.head.clone().ok_or(TeachError::NoHeadFile)?;
         {
@@ -213,11 +221,15 @@ impl Teach {
                 let mut status = me.status.lock().unwrap();
                 status.seconds = Some(t.elapsed().as_secs_f64());
                 match outcome {
-                    Ok((cv, skipped)) => {
+                    Ok((cv, skipped, report)) => {
                         log::warn!("{}: trained from the page", head.display());
                         status.state = "done";
                         status.cv_accuracy = cv;
                         status.skipped = skipped;
+                        if let Some(r) = report {
+                            status.per_class = r.per_class;
+                            status.mistakes = r.mistakes;
+                        }
                     }
                     Err(e) => {
                         log::error!("training from the page failed: {e}");
@@ -232,7 +244,7 @@ impl Teach {
 
     /// Embeds the dataset (through its cache; one thread, leaving the rest to inference),
     /// trains with cross-validation, and writes the head atomically.
-    fn train_into(&self, head_path: &Path) -> Result<(Option<f64>, Vec<String>), String> {
+    fn train_into(&self, head_path: &Path) -> Result<Trained, String> {
         let s = &self.settings;
         let dataset = Dataset::open(&s.data).map_err(|e| chain(&e))?;
         let extractor = Extractor::load(&s.model, Outputs::Embedding).map_err(|e| chain(&e))?;
@@ -256,7 +268,7 @@ impl Teach {
             .collect();
         let head = trained.head;
         head_file::save(&head, head_path).map_err(|e| chain(&e))?;
-        Ok((head.training.cv_accuracy, skipped))
+        Ok((head.training.cv_accuracy, skipped, trained.cv))
     }
 }
 
@@ -308,7 +320,8 @@ mod tests {
         assert_eq!(s.state, "failed");
         assert_eq!(s.error.as_deref(), Some("training panicked: boom"));
         // Not stuck as busy: the next request is taken.
-        t.start_with(|_, _| Ok((Some(1.0), Vec::new()))).unwrap();
+        t.start_with(|_, _| Ok((Some(1.0), Vec::new(), None)))
+            .unwrap();
         assert_eq!(finished(&t).state, "done");
     }
 }

@@ -136,6 +136,10 @@ try {
   const status = await page.textContent("#train-status");
   const accuracy = Number(/accuracy ([\d.]+)%/.exec(status)?.[1]);
   if (!(accuracy >= 80)) throw new Error(`training: ${status}`);
+  const perClass = await page.$$eval("#per-class tr", (rows) => rows.map((r) => r.textContent));
+  if (perClass.length !== 2 || !perClass[0].startsWith("catprecision")) {
+    throw new Error(`per-label table: ${perClass.join("|")}`);
+  }
 
   await labelIs(page, "dog");
   await shot(page, "dog");

@@ -91,6 +91,63 @@ fn train_eval_predict_on_catsdogs() {
     }
 }
 
+/// A dog photo filed under `cat`: cross-validation takes it for a dog, and `train` says so
+/// by name (text and JSON), with each label's precision and recall.
+#[test]
+fn train_names_the_pictures_cross_validation_got_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    small_catsdogs(&root, 20);
+    let misfiled = &pictures("catsdogs/test/dog", 1)[0];
+    let name = misfiled.file_name().unwrap().to_str().unwrap();
+    std::fs::copy(misfiled, root.join("cat").join(name)).unwrap();
+    let head = dir.path().join("h.head");
+    let cache = cache_dir();
+    let out = train_cli(&root, &head, &["--cache-dir", cache.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let so = stdout(&out);
+    let line = format!(
+        "{} (cat) taken for dog",
+        root.join("cat").join(name).display()
+    );
+    assert!(so.lines().any(|l| l.trim() == line), "{so}");
+    assert!(so.contains("pictures taken for another label"), "{so}");
+    for label in ["cat", "dog"] {
+        assert!(
+            so.lines()
+                .any(|l| l.trim_start().starts_with(label) && l.contains("recall")),
+            "{so}"
+        );
+    }
+    let out = train_cli(
+        &root,
+        &head,
+        &["--cache-dir", cache.to_str().unwrap(), "--json"],
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let mistakes = summary["cv_mistakes"].as_array().unwrap();
+    assert!(
+        mistakes
+            .iter()
+            .any(|m| m["path"].as_str().unwrap().ends_with(name)
+                && m["label"] == "cat"
+                && m["taken_for"] == "dog"),
+        "{summary}"
+    );
+    // The confusion counts every picture once, and recall agrees with it.
+    let confusion = &summary["cv_confusion"];
+    let total: u64 = confusion
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 41);
+    let cat_recall = summary["cv_per_class"][0]["recall"].as_f64().unwrap();
+    assert!((cat_recall - confusion[0][0].as_f64().unwrap() / 21.0).abs() < 1e-12);
+}
+
 #[test]
 fn predict_reports_bad_files_and_goes_on() {
     let dir = tempfile::tempdir().unwrap();

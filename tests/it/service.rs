@@ -403,6 +403,20 @@ fn samples_captured_and_trained_over_the_api_change_the_answer_without_a_restart
     );
     assert_eq!(status["state"], "done", "{status}");
     assert!(status["cv_accuracy"].as_f64().unwrap() >= 0.8, "{status}");
+    // Per label, from the cross-validation; every mistake is one of the captured pictures.
+    let labels: Vec<_> = status["per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["label"].clone())
+        .collect();
+    assert_eq!(labels, ["cat", "dog"], "{status}");
+    for m in status["mistakes"].as_array().unwrap() {
+        assert!(
+            Path::new(m["path"].as_str().unwrap()).starts_with(&data),
+            "{m}"
+        );
+    }
     assert!(head.exists());
     assert!(
         classified(port) > before,
