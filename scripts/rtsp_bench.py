@@ -2,7 +2,7 @@
 """What RTSP cameras cost edge-tl: H.264 decoding per picture on the capture threads, and
 the loop's results/s, at 640x360, 1280x720 and 1920x1080, and for 2 and 4 cameras at 640x360.
 
-    python3 scripts/rtsp_bench.py target/release/edge-tl [--fps 25] [--seconds 20]
+    python3 scripts/rtsp_bench.py target/release/edge-tl [--fps 25] [--seconds 20] [--ffmpeg]
 
 For each run, scripts/rtsp_server.py (GStreamer, x264 High profile, on this machine) streams
 the shared test photos at --fps to each camera; `edge-tl run` classifies the streams
@@ -10,6 +10,10 @@ the shared test photos at --fps to each camera; `edge-tl run` classifies the str
 threads (RTSP parsing, H.264 decoding, YUV to RGB) over the pictures the streams sent in that
 time, read from /proc/PID/task/*/stat after the first results; the server's own encoding
 runs on the same cores, so results/s is a floor for cameras on the network.
+
+With --ffmpeg, the peer on the same streams: Debian's `ffmpeg -threads 1` (libavcodec's H.264
+decoder on one thread, as OpenH264 decodes on one; RTSP over TCP; output discarded, so no RGB
+conversion, which edge-tl's figure includes), its CPU time per picture received.
 """
 
 import argparse
@@ -66,6 +70,7 @@ def main():
     p.add_argument("--sizes", default="640x360,1280x720,1920x1080")
     p.add_argument("--cameras", default="1,2,4", help="camera counts, at --multi-size")
     p.add_argument("--multi-size", default="640x360")
+    p.add_argument("--ffmpeg", action="store_true", help="also measure ffmpeg on each size")
     args = p.parse_args()
     shared = os.environ.get("EDGE_TL_SHARED", os.path.join(HERE, "..", "..", "shared"))
     photos = sorted(glob.glob(os.path.join(shared, "data/catsdogs/test/*/*.jpg")))[::40]
@@ -111,6 +116,32 @@ def main():
             run.wait()
             server.kill()
             server.wait()
+    if args.ffmpeg:
+        print(f"{'size':>10} {'ffmpeg -threads 1 decode ms/picture':>36} {'pictures':>9}")
+        for size in args.sizes.split(","):
+            port = free_port()
+            server = subprocess.Popen(
+                ["/usr/bin/python3", os.path.join(HERE, "rtsp_server.py"), "--port", str(port),
+                 "--mount", "/bench", listing.name, "--hold", "1", "--fps", str(args.fps),
+                 "--size", size],
+                stdout=subprocess.PIPE, text=True)
+            assert server.stdout.readline().strip() == "ready"
+            try:
+                before = os.times()
+                out = subprocess.run(
+                    ["ffmpeg", "-nostdin", "-hide_banner", "-threads", "1", "-rtsp_transport",
+                     "tcp", "-i", f"rtsp://127.0.0.1:{port}/bench", "-t", str(args.seconds),
+                     "-f", "null", "-"], capture_output=True, text=True, check=True)
+                after = os.times()
+                cpu = (after.children_user - before.children_user
+                       + after.children_system - before.children_system)
+                frames = [ln for ln in out.stderr.replace("\r", "\n").splitlines()
+                          if ln.startswith("frame=")]
+                pictures = int(frames[-1].split("=")[1].split()[0])
+                print(f"{size:>10} {1000 * cpu / pictures:>36.2f} {pictures:>9}")
+            finally:
+                server.kill()
+                server.wait()
     os.unlink(listing.name)
 
 
