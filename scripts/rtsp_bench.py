@@ -11,7 +11,7 @@ threads (RTSP parsing, H.264 decoding, YUV to RGB) over the pictures the streams
 time, read from /proc/PID/task/*/stat after the first results; the server's own encoding
 runs on the same cores, so results/s is a floor for cameras on the network.
 
-With --ffmpeg, the peer on the same streams: Debian's `ffmpeg -threads 1` (libavcodec's H.264
+With --ffmpeg (needs `apt install ffmpeg`), the peer on the same streams: `ffmpeg -threads 1` (libavcodec's H.264
 decoder on one thread, as OpenH264 decodes on one; RTSP over TCP; output discarded, so no RGB
 conversion, which edge-tl's figure includes), its CPU time per picture received.
 """

@@ -134,6 +134,7 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
             "computed": set.computed,
             "cv_accuracy": head.training.cv_accuracy,
             "cv_folds": head.training.cv_folds,
+            "imbalance": edge_tl::head::train::imbalance(&head.labels, &counts),
             "cv_per_class": cv.as_ref().map(|r| &r.per_class),
             "cv_confusion": cv.as_ref().map(|r| &r.confusion),
             "cv_mistakes": cv.as_ref().map(|r| &r.mistakes),
@@ -151,6 +152,9 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
     }
     if !set.skipped.is_empty() {
         println!("{} pictures skipped (reasons above)", set.skipped.len());
+    }
+    if let Some(warning) = edge_tl::head::train::imbalance(&head.labels, &counts) {
+        println!("warning: {warning}");
     }
     println!(
         "embedded {} pictures in {embed_s:.1} s ({} from cache, {} computed{}); trained in {train_s:.2} s",

@@ -99,6 +99,29 @@ pub fn train_folder(
     })
 }
 
+/// Most pictures one label may have against another before [`imbalance`] warns: a head
+/// leans towards the bigger label (Frigate's guide for its classifier advises the same 3x).
+pub const MAX_IMBALANCE: f64 = 3.0;
+
+/// A warning when the biggest label has more than [`MAX_IMBALANCE`] times the pictures of the
+/// smallest, naming both.
+pub fn imbalance(labels: &[String], counts: &[usize]) -> Option<String> {
+    let (big, &most) = counts.iter().enumerate().max_by_key(|(_, &n)| n)?;
+    let (small, &least) = counts.iter().enumerate().min_by_key(|(_, &n)| n)?;
+    if least == 0 || (most as f64) <= MAX_IMBALANCE * least as f64 {
+        return None;
+    }
+    Some(format!(
+        "{} has {most} pictures and {} only {least} ({:.1}x): the head will lean towards {}; \
+         capture more of {} (at most {MAX_IMBALANCE}x is advised)",
+        labels[big],
+        labels[small],
+        most as f64 / least as f64,
+        labels[big],
+        labels[small],
+    ))
+}
+
 /// Refuses datasets that cannot train a head: fewer than two labels, or a label with no usable
 /// picture (saying which pictures were skipped and why).
 pub fn check_trainable(set: &EmbeddedSet, root: &Path) -> Result<(), DatasetError> {
@@ -500,6 +523,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(cross_validate(&s, &params).unwrap(), None);
+    }
+
+    #[test]
+    fn an_imbalance_over_three_times_is_named() {
+        let labels = ["cat".to_string(), "dog".into(), "nothing".into()];
+        assert_eq!(imbalance(&labels, &[10, 30, 12]), None);
+        assert_eq!(
+            imbalance(&labels, &[10, 31, 12]).unwrap(),
+            "dog has 31 pictures and cat only 10 (3.1x): the head will lean towards dog; \
+             capture more of cat (at most 3x is advised)"
+        );
     }
 
     #[test]

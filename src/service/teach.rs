@@ -56,10 +56,12 @@ pub struct TrainStatus {
     pub per_class: Vec<ClassReport>,
     /// The pictures cross-validation took for another label (paths inside the data folder).
     pub mistakes: Vec<Mistake>,
+    /// Said when one label has far more pictures than another.
+    pub imbalance: Option<String>,
 }
 
 /// What a finished training tells the page.
-type Trained = (Option<f64>, Vec<String>, Option<CvReport>);
+type Trained = (Option<f64>, Vec<String>, Option<CvReport>, Option<String>);
 
 /// Why a capture request failed.
 #[derive(Debug, thiserror::Error)]
@@ -221,11 +223,12 @@ impl Teach {
                 let mut status = me.status.lock().unwrap();
                 status.seconds = Some(t.elapsed().as_secs_f64());
                 match outcome {
-                    Ok((cv, skipped, report)) => {
+                    Ok((cv, skipped, report, imbalance)) => {
                         log::warn!("{}: trained from the page", head.display());
                         status.state = "done";
                         status.cv_accuracy = cv;
                         status.skipped = skipped;
+                        status.imbalance = imbalance;
                         if let Some(r) = report {
                             status.per_class = r.per_class;
                             status.mistakes = r.mistakes;
@@ -268,7 +271,8 @@ impl Teach {
             .collect();
         let head = trained.head;
         head_file::save(&head, head_path).map_err(|e| chain(&e))?;
-        Ok((head.training.cv_accuracy, skipped, trained.cv))
+        let imbalance = crate::head::train::imbalance(&head.labels, &trained.set.counts());
+        Ok((head.training.cv_accuracy, skipped, trained.cv, imbalance))
     }
 }
 
@@ -320,7 +324,7 @@ mod tests {
         assert_eq!(s.state, "failed");
         assert_eq!(s.error.as_deref(), Some("training panicked: boom"));
         // Not stuck as busy: the next request is taken.
-        t.start_with(|_, _| Ok((Some(1.0), Vec::new(), None)))
+        t.start_with(|_, _| Ok((Some(1.0), Vec::new(), None, None)))
             .unwrap();
         assert_eq!(finished(&t).state, "done");
     }

@@ -144,6 +144,20 @@ fn train_names_the_pictures_cross_validation_got_wrong() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(total, 41);
+    assert_eq!(summary["imbalance"], serde_json::Value::Null);
+    // 20 cats against 6 dogs: named, with what to do.
+    let lopsided = dir.path().join("lopsided");
+    crate::common::copy_pictures("catsdogs/train/cat", &lopsided.join("cat"), 20);
+    crate::common::copy_pictures("catsdogs/train/dog", &lopsided.join("dog"), 6);
+    let out = train_cli(&lopsided, &head, &["--cache-dir", cache.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).lines().any(|l| l
+            == "warning: cat has 20 pictures and dog only 6 (3.3x): the head will lean \
+                towards cat; capture more of dog (at most 3x is advised)"),
+        "{}",
+        stdout(&out)
+    );
     let cat_recall = summary["cv_per_class"][0]["recall"].as_f64().unwrap();
     assert!((cat_recall - confusion[0][0].as_f64().unwrap() / 21.0).abs() < 1e-12);
 }
