@@ -52,6 +52,18 @@ def thread_cpu(pid, name):
     return total / ticks
 
 
+def start_server(listing, fps, size):
+    """scripts/rtsp_server.py streaming the pictures of `listing` at `fps` and `size`, once it
+    says it is ready; returns the process and the stream's URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        ["/usr/bin/python3", os.path.join(HERE, "rtsp_server.py"), "--port", str(port),
+         "--mount", "/bench", listing, "--hold", "1", "--fps", str(fps), "--size", size],
+        stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "ready"
+    return server, f"rtsp://127.0.0.1:{port}/bench"
+
+
 def cpu_flags():
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -83,14 +95,7 @@ def main():
     runs = [(size, 1) for size in args.sizes.split(",")]
     runs += [(args.multi_size, n) for n in map(int, args.cameras.split(",")) if n > 1]
     for size, cameras in runs:
-        port = free_port()
-        server = subprocess.Popen(
-            ["/usr/bin/python3", os.path.join(HERE, "rtsp_server.py"), "--port", str(port),
-             "--mount", "/bench", listing.name, "--hold", "1", "--fps", str(args.fps),
-             "--size", size],
-            stdout=subprocess.PIPE, text=True)
-        assert server.stdout.readline().strip() == "ready"
-        url = f"rtsp://127.0.0.1:{port}/bench"
+        server, url = start_server(listing.name, args.fps, size)
         sources = ["--source", url] if cameras == 1 else [
             a for i in range(cameras) for a in ("--camera", f"c{i}={url}")]
         run = subprocess.Popen(
@@ -119,18 +124,12 @@ def main():
     if args.ffmpeg:
         print(f"{'size':>10} {'ffmpeg -threads 1 decode ms/picture':>36} {'pictures':>9}")
         for size in args.sizes.split(","):
-            port = free_port()
-            server = subprocess.Popen(
-                ["/usr/bin/python3", os.path.join(HERE, "rtsp_server.py"), "--port", str(port),
-                 "--mount", "/bench", listing.name, "--hold", "1", "--fps", str(args.fps),
-                 "--size", size],
-                stdout=subprocess.PIPE, text=True)
-            assert server.stdout.readline().strip() == "ready"
+            server, url = start_server(listing.name, args.fps, size)
             try:
                 before = os.times()
                 out = subprocess.run(
                     ["ffmpeg", "-nostdin", "-hide_banner", "-threads", "1", "-rtsp_transport",
-                     "tcp", "-i", f"rtsp://127.0.0.1:{port}/bench", "-t", str(args.seconds),
+                     "tcp", "-i", url, "-t", str(args.seconds),
                      "-f", "null", "-"], capture_output=True, text=True, check=True)
                 after = os.times()
                 cpu = (after.children_user - before.children_user

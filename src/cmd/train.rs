@@ -107,6 +107,7 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
     let FolderTraining {
         head,
         cv,
+        imbalance,
         set,
         embed_s,
         train_s,
@@ -134,7 +135,7 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
             "computed": set.computed,
             "cv_accuracy": head.training.cv_accuracy,
             "cv_folds": head.training.cv_folds,
-            "imbalance": edge_tl::head::train::imbalance(&head.labels, &counts),
+            "imbalance": imbalance,
             "cv_per_class": cv.as_ref().map(|r| &r.per_class),
             "cv_confusion": cv.as_ref().map(|r| &r.confusion),
             "cv_mistakes": cv.as_ref().map(|r| &r.mistakes),
@@ -153,7 +154,7 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
     if !set.skipped.is_empty() {
         println!("{} pictures skipped (reasons above)", set.skipped.len());
     }
-    if let Some(warning) = edge_tl::head::train::imbalance(&head.labels, &counts) {
+    if let Some(warning) = &imbalance {
         println!("warning: {warning}");
     }
     println!(

@@ -67,6 +67,8 @@ pub struct FolderTraining {
     pub head: Head,
     /// What cross-validation said of each label and picture, when it ran.
     pub cv: Option<CvReport>,
+    /// The warning of [`imbalance`] on the pictures used, if any.
+    pub imbalance: Option<String>,
     /// The pictures as embedded (counts, what the cache held, what was skipped and why).
     pub set: EmbeddedSet,
     pub embed_s: f64,
@@ -91,6 +93,7 @@ pub fn train_folder(
     let (head, cv) =
         train_with_report(&set, &dataset.root, Backbone::of(extractor.model()), params)?;
     Ok(FolderTraining {
+        imbalance: imbalance(&head.labels, &set.counts()),
         head,
         cv,
         set,
@@ -230,9 +233,17 @@ pub fn fold_assignment(labels: &[usize], n_classes: usize, folds: usize, seed: u
 /// k-fold cross-validated accuracy of `params.kind`; `None` when a label has fewer than
 /// `folds` pictures.
 pub fn cross_validate(set: &EmbeddedSet, params: &TrainParams) -> Result<Option<f64>, TrainError> {
+    Ok(cross_validate_kind(set, params)?.map(|p| accuracy(set, &p)))
+}
+
+/// Each picture's label as predicted by `params.kind` fitted on the other folds.
+fn cross_validate_kind(
+    set: &EmbeddedSet,
+    params: &TrainParams,
+) -> Result<Option<Vec<usize>>, TrainError> {
     Ok(
         cross_validate_kinds(set, params, std::slice::from_ref(&params.kind))?
-            .map(|p| accuracy(set, &p[0])),
+            .map(|mut p| p.swap_remove(0)),
     )
 }
 
@@ -347,11 +358,7 @@ type Chosen = (HeadKind, Option<Vec<usize>>, Option<Vec<AlphaScore>>);
 fn choose_kind(set: &EmbeddedSet, params: &TrainParams) -> Result<Chosen, TrainError> {
     let given = match &params.kind {
         HeadKind::Logistic(given) if params.choose_alpha => given,
-        _ => {
-            let predicted = cross_validate_kinds(set, params, std::slice::from_ref(&params.kind))?
-                .map(|mut p| p.remove(0));
-            return Ok((params.kind.clone(), predicted, None));
-        }
+        _ => return Ok((params.kind.clone(), cross_validate_kind(set, params)?, None)),
     };
     let kinds: Vec<HeadKind> = ALPHA_GRID
         .iter()

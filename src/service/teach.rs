@@ -61,7 +61,13 @@ pub struct TrainStatus {
 }
 
 /// What a finished training tells the page.
-type Trained = (Option<f64>, Vec<String>, Option<CvReport>, Option<String>);
+struct Trained {
+    cv_accuracy: Option<f64>,
+    /// Pictures that could not be used, with the reason.
+    skipped: Vec<String>,
+    report: Option<CvReport>,
+    imbalance: Option<String>,
+}
 
 /// Why a capture request failed.
 #[derive(Debug, thiserror::Error)]
@@ -223,13 +229,13 @@ impl Teach {
                 let mut status = me.status.lock().unwrap();
                 status.seconds = Some(t.elapsed().as_secs_f64());
                 match outcome {
-                    Ok((cv, skipped, report, imbalance)) => {
+                    Ok(trained) => {
                         log::warn!("{}: trained from the page", head.display());
                         status.state = "done";
-                        status.cv_accuracy = cv;
-                        status.skipped = skipped;
-                        status.imbalance = imbalance;
-                        if let Some(r) = report {
+                        status.cv_accuracy = trained.cv_accuracy;
+                        status.skipped = trained.skipped;
+                        status.imbalance = trained.imbalance;
+                        if let Some(r) = trained.report {
                             status.per_class = r.per_class;
                             status.mistakes = r.mistakes;
                         }
@@ -271,8 +277,12 @@ impl Teach {
             .collect();
         let head = trained.head;
         head_file::save(&head, head_path).map_err(|e| chain(&e))?;
-        let imbalance = crate::head::train::imbalance(&head.labels, &trained.set.counts());
-        Ok((head.training.cv_accuracy, skipped, trained.cv, imbalance))
+        Ok(Trained {
+            cv_accuracy: head.training.cv_accuracy,
+            skipped,
+            report: trained.cv,
+            imbalance: trained.imbalance,
+        })
     }
 }
 
@@ -324,8 +334,15 @@ mod tests {
         assert_eq!(s.state, "failed");
         assert_eq!(s.error.as_deref(), Some("training panicked: boom"));
         // Not stuck as busy: the next request is taken.
-        t.start_with(|_, _| Ok((Some(1.0), Vec::new(), None, None)))
-            .unwrap();
+        t.start_with(|_, _| {
+            Ok(Trained {
+                cv_accuracy: Some(1.0),
+                skipped: Vec::new(),
+                report: None,
+                imbalance: None,
+            })
+        })
+        .unwrap();
         assert_eq!(finished(&t).state, "done");
     }
 }
