@@ -162,8 +162,14 @@ pub(crate) struct Background {
 
 impl Background {
     pub(crate) fn start(args: &[&str]) -> Background {
+        Background::start_with(args, &[])
+    }
+
+    /// [`Background::start`] with more environment variables.
+    pub(crate) fn start_with(args: &[&str], env: &[(&str, &str)]) -> Background {
         let mut child = Command::new(env!("CARGO_BIN_EXE_edge-tl"))
             .args(args)
+            .envs(env.iter().copied())
             .env("EDGE_TL_MODELS", shared().join("models"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
