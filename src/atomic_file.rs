@@ -225,6 +225,41 @@ fn remove_unchanged(dir: &Path, age: impl Fn(&str) -> Option<Duration>) -> usize
     removed
 }
 
+/// Moves the file `from` into `dir` as `<stem>.<ext>`, or `<stem>-1.<ext>`, `-2`, ... when
+/// that name is taken: a file already in `dir` is never replaced. A hard link then an unlink,
+/// so at no moment is the file under neither name (a crash in between leaves it under both);
+/// across file systems, an atomic copy then the unlink. Returns the new path.
+pub fn move_noclobber(from: &Path, dir: &Path, stem: &str, ext: &str) -> std::io::Result<PathBuf> {
+    for n in 0u32.. {
+        let name = match n {
+            0 => format!("{stem}.{ext}"),
+            n => format!("{stem}-{n}.{ext}"),
+        };
+        let to = dir.join(name);
+        match std::fs::hard_link(from, &to) {
+            Ok(()) => {
+                std::fs::remove_file(from)?;
+                return Ok(to);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+                let mut tmp = temp_file_in(dir)?;
+                std::io::copy(&mut std::fs::File::open(from)?, tmp.as_file_mut())?;
+                match tmp.persist_noclobber(&to) {
+                    Ok(_) => {
+                        std::fs::remove_file(from)?;
+                        return Ok(to);
+                    }
+                    Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(e.error),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("some name is free")
+}
+
 /// Writes what `fill` writes to `path`, atomically.
 pub fn write_with(
     path: &Path,

@@ -79,6 +79,7 @@ pub fn measure(
         feed: Feed::spawn_waking(source, stop.clone(), wake.clone()),
         watcher: None,
         options: LiveOptions::default(),
+        review: None,
     }];
     let start = Instant::now();
     let summary = run_loop(

@@ -15,7 +15,8 @@ use edge_tl::live::{run_loop, HeadWatcher, LiveCamera};
 use edge_tl::pipeline::Pipeline;
 use edge_tl::settings::bounds::{self, flag};
 use edge_tl::settings::{
-    check_camera_name, file, CameraLayer, CameraSettings, RunLayer, RunSettings, Secret,
+    check_camera_name, file, CameraLayer, CameraSettings, ReviewLayer, RunLayer, RunSettings,
+    Secret,
 };
 use edge_tl::sink::systemd::SystemdNotify;
 use edge_tl::sink::{Fanout, JsonLines, OnChange, Sink};
@@ -43,6 +44,9 @@ pub struct Flags {
     /// Print a result only when the label changes
     #[arg(long)]
     on_change: bool,
+    /// Frames the page's review queue keeps for labelling (0 = none) [default: 200]
+    #[arg(long, value_name = "N", value_parser = flag::<usize>(bounds::REVIEW_KEEP))]
+    review_keep: Option<usize>,
     /// Labels listed per result [default: 3]
     #[arg(long, value_name = "N", value_parser = flag::<usize>(bounds::TOP))]
     top: Option<usize>,
@@ -190,6 +194,10 @@ impl Flags {
                 "--mqtt-password-file".into(),
             ),
             device_id: s.device_id.clone(),
+            review: ReviewLayer {
+                keep: self.review_keep,
+                ..ReviewLayer::default()
+            },
             ..self.source.layer()?
         })
     }
@@ -216,7 +224,7 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     let mut services = Services::start(&settings, &backbone)?;
     let wake = Arc::new(Wake::default());
     let mut cameras = Vec::new();
-    for camera in &settings.cameras {
+    for (i, camera) in settings.cameras.iter().enumerate() {
         let pipeline = camera_pipeline(&backbone, camera)?;
         let source =
             edge_tl::source::open(&camera.source, &camera.source_options).with_context(|| {
@@ -245,6 +253,7 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
                 _ => None,
             },
             options: camera.live.clone(),
+            review: services.review_tap(i, &settings.review),
         });
     }
     drop(backbone);

@@ -14,6 +14,7 @@ pub use with_service::Services;
 mod with_service {
     use super::*;
     use anyhow::Context;
+    use edge_tl::review::{ReviewQueue, ReviewSettings, ReviewTap, ReviewWriter};
     use edge_tl::service::{self, Hub, HubSink, Teach, TeachSettings};
     use edge_tl::sink::mqtt::MqttSink;
     use edge_tl::sink::OnChange;
@@ -57,6 +58,7 @@ mod with_service {
                                     data: c.data.clone(),
                                     head: c.head.clone(),
                                     model: pipeline.extractor().model().clone(),
+                                    review: review_writer(&c.data, &settings.review),
                                 }));
                                 teachers.push(t.clone());
                                 t
@@ -90,6 +92,14 @@ mod with_service {
             })
         }
 
+        /// What offers camera `i`'s frames to its dataset's review queue, when the page is on
+        /// and keeps one.
+        pub fn review_tap(&self, i: usize, review: &ReviewSettings) -> Option<ReviewTap> {
+            let camera = &self.hub.as_ref()?.0.cameras()[i];
+            let writer = camera.teach.review()?;
+            Some(writer.tap(camera.name().map(String::from), review.select.clone()))
+        }
+
         pub fn sinks(&mut self) -> Vec<&mut dyn Sink> {
             let mut v: Vec<&mut dyn Sink> = Vec::new();
             if let Some(h) = self.hub.as_mut() {
@@ -105,6 +115,32 @@ mod with_service {
         pub fn close(self) {
             if let Some(m) = self.mqtt {
                 m.into_inner().close();
+            }
+        }
+    }
+
+    /// The review queue of a dataset folder and its writer; `None` (with a warning) when the
+    /// folder cannot hold one, so classifying and the page go on without it.
+    fn review_writer(data: &std::path::Path, review: &ReviewSettings) -> Option<ReviewWriter> {
+        if review.keep == 0 {
+            return None;
+        }
+        let mut review = review.clone();
+        // Tests kill the service in the middle of a write (tests/it/review.rs).
+        if let Some(ms) = std::env::var("EDGE_TL_TEST_REVIEW_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            review.write_pause = std::time::Duration::from_millis(ms);
+        }
+        let opened = ReviewQueue::open(data, review)
+            .map_err(anyhow::Error::from)
+            .and_then(|q| Ok(ReviewWriter::spawn(Arc::new(q))?));
+        match opened {
+            Ok(w) => Some(w),
+            Err(e) => {
+                log::warn!("{e:#}; no review queue for this folder");
+                None
             }
         }
     }
@@ -125,6 +161,14 @@ impl Services {
             );
         }
         Ok(Services)
+    }
+
+    pub fn review_tap(
+        &self,
+        _i: usize,
+        _review: &edge_tl::review::ReviewSettings,
+    ) -> Option<edge_tl::review::ReviewTap> {
+        None
     }
 
     pub fn sinks(&mut self) -> Vec<&mut dyn Sink> {

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod capture;
 pub mod embed;
+pub mod samples;
 
 pub use crate::folder::visible_entries;
 use std::path::{Path, PathBuf};

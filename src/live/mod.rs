@@ -19,6 +19,7 @@ use crate::pipeline::Pipeline;
 use crate::pipeline::StageTimes;
 use crate::predict::top_k;
 use crate::prediction::{Latency, LiveResult};
+use crate::review::ReviewTap;
 use crate::sink::{Flow, Sink};
 use crate::source::{Feed, FeedStats, Next, RawFrame, SourceError, Wake};
 use confirm::Confirm;
@@ -86,6 +87,8 @@ pub struct LiveCamera {
     /// Reloads this camera's head when its file changes.
     pub watcher: Option<HeadWatcher>,
     pub options: LiveOptions,
+    /// Offers the frames worth a human look to the review queue of the camera's dataset.
+    pub review: Option<ReviewTap>,
 }
 
 /// What the loop keeps per camera between its frames.
@@ -199,6 +202,9 @@ fn reload_head(camera: &mut LiveCamera, state: &mut CameraState, summary: &mut L
             summary.head_reloads += 1;
             state.smoother.reset();
             state.confirm.reset();
+            if let Some(tap) = camera.review.as_mut() {
+                tap.reset();
+            }
         }
         Err(e) => log::error!("{}; keeping the head in use", crate::error::chain(&e)),
     }
@@ -209,7 +215,7 @@ fn reload_head(camera: &mut LiveCamera, state: &mut CameraState, summary: &mut L
 fn classify(
     camera: &mut LiveCamera,
     state: &mut CameraState,
-    raw: &RawFrame,
+    raw: &Arc<RawFrame>,
     summary: &mut LoopSummary,
 ) -> Result<Option<LiveResult>, LiveError> {
     let options = &camera.options;
@@ -230,6 +236,14 @@ fn classify(
     let decode = start.elapsed().as_secs_f64() * 1000.0;
     let pipeline = &camera.pipeline;
     let classified = pipeline.classify_frame(&frame)?;
+    if let Some(tap) = camera.review.as_mut() {
+        tap.see(
+            raw,
+            &classified.probs,
+            pipeline.labels(),
+            &classified.embedding,
+        );
+    }
     let probs = state.smoother.push(&classified.probs);
     let top = top_k(&probs, pipeline.labels(), options.top);
     let decided = decide(&top[0].label, top[0].prob, options.threshold);

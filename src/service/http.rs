@@ -42,7 +42,7 @@ const STALL: f64 = 10.0;
 const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Clone)]
-struct App {
+pub(super) struct App {
     hub: Arc<Hub>,
     token: Option<Arc<str>>,
     /// The address the service listens on (its real port, also with port 0 asked).
@@ -75,6 +75,7 @@ pub(super) fn router(
         .route("/api/train", get(train_status).post(train))
         .route("/stream.mjpg", get(mjpeg))
         .route("/snapshot.jpg", get(snapshot))
+        .merge(super::dataset_api::routes())
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -87,14 +88,14 @@ pub(super) fn router(
         .with_state(app)
 }
 
-fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+pub(super) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": message.to_string() }))).into_response()
 }
 
 /// The camera a request is about: the one its `?camera=NAME` names, or the run's first (so
 /// with one camera nothing changes); a name the run does not have is a 404 that lists those
 /// it has.
-struct Camera(Arc<CameraHub>);
+pub(super) struct Camera(pub(super) Arc<CameraHub>);
 
 impl FromRequestParts<App> for Camera {
     type Rejection = Response;

@@ -19,6 +19,7 @@ use crate::head::file as head_file;
 use crate::head::train::{train_folder, CvReport, Mistake, TrainParams};
 use crate::metrics::ClassReport;
 use crate::model::{Extractor, Outputs, ResolvedModel};
+use crate::review::{ReviewQueue, ReviewWriter};
 use crate::source::RawFrame;
 
 /// Where samples go and where a trained head is written.
@@ -30,6 +31,8 @@ pub struct TeachSettings {
     pub head: Option<PathBuf>,
     /// Backbone the head is trained on (the one the loop runs).
     pub model: ResolvedModel,
+    /// The review queue beside the dataset, when one is kept.
+    pub review: Option<ReviewWriter>,
 }
 
 /// A label folder and how many pictures it has.
@@ -54,6 +57,9 @@ pub struct TrainStatus {
     pub head: Option<PathBuf>,
     /// Per-label precision and recall from the cross-validation.
     pub per_class: Vec<ClassReport>,
+    /// `confusion[true][predicted]` counts from the cross-validation, labels in the order of
+    /// `per_class`.
+    pub confusion: Vec<Vec<usize>>,
     /// The pictures cross-validation took for another label (paths inside the data folder).
     pub mistakes: Vec<Mistake>,
     /// Said when one label has far more pictures than another.
@@ -121,6 +127,16 @@ impl Teach {
 
     pub fn data(&self) -> &Path {
         &self.settings.data
+    }
+
+    /// The review queue's writer, when one is kept.
+    pub fn review(&self) -> Option<&ReviewWriter> {
+        self.settings.review.as_ref()
+    }
+
+    /// The review queue, when one is kept.
+    pub fn review_queue(&self) -> Option<&Arc<ReviewQueue>> {
+        self.review().map(ReviewWriter::queue)
     }
 
     /// The head file this writes, if any.
@@ -237,6 +253,7 @@ impl Teach {
                         status.imbalance = trained.imbalance;
                         if let Some(r) = trained.report {
                             status.per_class = r.per_class;
+                            status.confusion = r.confusion;
                             status.mistakes = r.mistakes;
                         }
                     }
@@ -303,6 +320,7 @@ mod tests {
                 labels: None,
                 kernels: Default::default(),
             },
+            review: None,
         }))
     }
 

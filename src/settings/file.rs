@@ -26,6 +26,10 @@
 //! listen = "127.0.0.1:8080"
 //! token_file = "/etc/edge-tl/token"  # or token = "..."; needed when listen is not loopback
 //!
+//! [review]               # frames kept for labelling on the page (with [http] listen)
+//! keep = 200               # entries at most (0 = no queue)
+//! megabytes = 64           # disk use at most
+//!
 //! [mqtt]
 //! url = "mqtt://localhost:1883"
 //! user = "edge-tl"
@@ -39,7 +43,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::bounds::{self, Bounds, Number};
-use super::{check_camera_name, CameraLayer, RunLayer, Secret};
+use super::{check_camera_name, CameraLayer, ReviewLayer, RunLayer, Secret};
 
 /// The file as written; every key is optional.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -63,6 +67,20 @@ struct FileSettings {
     http: HttpKeys,
     #[serde(default)]
     mqtt: MqttKeys,
+    #[serde(default)]
+    review: ReviewKeys,
+}
+
+/// `[review]`: the queue of frames kept for labelling on the page.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewKeys {
+    keep: Option<usize>,
+    megabytes: Option<u64>,
+    below: Option<f32>,
+    margin: Option<f32>,
+    every: Option<u64>,
+    duplicate: Option<f32>,
 }
 
 /// `[camera]`: the V4L2 mode.
@@ -215,6 +233,7 @@ impl FileSettings {
         };
         let r = self.results;
         let m = self.mqtt;
+        let v = self.review;
         for (key, prefix) in [
             ("mqtt.topic_prefix", &m.topic_prefix),
             ("mqtt.discovery_prefix", &m.discovery_prefix),
@@ -306,6 +325,19 @@ impl FileSettings {
             topic_prefix: m.topic_prefix,
             discovery: m.discovery,
             discovery_prefix: m.discovery_prefix,
+            review: ReviewLayer {
+                keep: checked(v.keep, "review.keep", &bounds::REVIEW_KEEP, path)?,
+                megabytes: checked(
+                    v.megabytes,
+                    "review.megabytes",
+                    &bounds::REVIEW_MEGABYTES,
+                    path,
+                )?,
+                below: checked(v.below, "review.below", &bounds::PROBABILITY, path)?,
+                margin: checked(v.margin, "review.margin", &bounds::PROBABILITY, path)?,
+                every: checked(v.every, "review.every", &bounds::REVIEW_EVERY, path)?,
+                duplicate: checked(v.duplicate, "review.duplicate", &bounds::DUPLICATE, path)?,
+            },
         })
     }
 }

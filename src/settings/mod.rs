@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::live::LiveOptions;
+use crate::review::{ReviewSettings, SelectSettings};
 use crate::sink::mqtt::MqttSettings;
 use crate::source::{PixelFormat, Size, SourceOptions, SourceSpec, Want};
 
@@ -51,11 +52,52 @@ pub struct RunLayer {
     pub topic_prefix: Option<String>,
     pub discovery: Option<bool>,
     pub discovery_prefix: Option<String>,
+    pub review: ReviewLayer,
+}
+
+/// What one place says about the review queue (`[review]`, `--review-keep`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReviewLayer {
+    pub keep: Option<usize>,
+    pub megabytes: Option<u64>,
+    pub below: Option<f32>,
+    pub margin: Option<f32>,
+    pub every: Option<u64>,
+    pub duplicate: Option<f32>,
+}
+
+impl ReviewLayer {
+    fn over(self, lower: ReviewLayer) -> ReviewLayer {
+        ReviewLayer {
+            keep: self.keep.or(lower.keep),
+            megabytes: self.megabytes.or(lower.megabytes),
+            below: self.below.or(lower.below),
+            margin: self.margin.or(lower.margin),
+            every: self.every.or(lower.every),
+            duplicate: self.duplicate.or(lower.duplicate),
+        }
+    }
+
+    /// The defaults where nothing was said.
+    fn resolve(self) -> ReviewSettings {
+        let d = ReviewSettings::default();
+        ReviewSettings {
+            keep: self.keep.unwrap_or(d.keep),
+            max_bytes: self.megabytes.map_or(d.max_bytes, |m| m << 20),
+            duplicate: self.duplicate.unwrap_or(d.duplicate),
+            select: SelectSettings {
+                below: self.below.unwrap_or(d.select.below),
+                margin: self.margin.unwrap_or(d.select.margin),
+                every: self.every.unwrap_or(d.select.every),
+            },
+            write_pause: d.write_pause,
+        }
+    }
 }
 
 macro_rules! over {
     ($top:ident, $lower:ident, $($field:ident),*) => {
-        RunLayer { $($field: $top.$field.or($lower.$field)),* }
+        RunLayer { review: $top.review.over($lower.review), $($field: $top.$field.or($lower.$field)),* }
     };
 }
 
@@ -300,6 +342,8 @@ pub struct RunSettings {
     pub on_change: bool,
     pub http: Option<HttpSettings>,
     pub mqtt: Option<MqttSettings>,
+    /// The review queue beside each dataset folder, kept while the page is on.
+    pub review: ReviewSettings,
 }
 
 /// A setting that cannot be used, or settings that do not go together.
@@ -482,6 +526,7 @@ impl RunSettings {
             on_change: layer.on_change.unwrap_or(false),
             http,
             mqtt,
+            review: layer.review.resolve(),
         })
     }
 }

@@ -24,6 +24,8 @@ mod live;
 #[cfg(feature = "service")]
 mod mqtt;
 mod pull;
+#[cfg(feature = "service")]
+mod review;
 #[cfg(all(feature = "rtsp", feature = "service"))]
 mod rtsp;
 #[cfg(feature = "service")]

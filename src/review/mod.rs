@@ -1,0 +1,468 @@
+//! The review queue: frames `run` was unsure of (and now and then an ordinary one), kept
+//! beside the dataset in `<data>/.review/` for a person to label from the page. Each entry is
+//! a picture `<id>.jpg` and its record `<id>.json` (prediction, time, why it was kept, its
+//! embedding); the record is written last, so an entry exists only once both are whole, and a
+//! picture without a record (a write cut by a crash) is removed when the queue opens.
+//!
+//! The queue is bounded by a number of entries and by bytes on disk: the oldest entries make
+//! room before a new one is written, so the folder never holds more than the bound (the only
+//! other files there are the temporary file of the write under way, which counts against the
+//! bound too, and the leftovers of a killed process, which count until they are cleaned). A
+//! frame whose embedding is nearly that of a queued one (cosine at or above
+//! [`ReviewSettings::duplicate`]) is skipped, so one scene in front of the camera does not
+//! flood the queue.
+//!
+//! Labelling moves an entry's picture into `<data>/<label>/`, never replacing a file there.
+
+pub mod select;
+pub mod tap;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::capture::{label_dir, sample_jpeg, timestamp_stem, CaptureError};
+pub use select::{Reason, SelectSettings, Selector};
+pub use tap::{Candidate, ReviewTap, ReviewWriter};
+
+/// The queue's folder inside the dataset folder (hidden, so it is never taken for a label).
+pub const REVIEW_DIR: &str = ".review";
+
+/// Bounds of the queue and what it keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewSettings {
+    /// Entries kept at most (0 = no review queue).
+    pub keep: usize,
+    /// Bytes on disk at most (pictures and records together).
+    pub max_bytes: u64,
+    /// Embedding cosine at or above which a frame counts as a copy of a queued one.
+    pub duplicate: f32,
+    pub select: SelectSettings,
+    /// A pause inside every write (after half the picture, and between picture and record),
+    /// so a test can kill the process mid-write; zero in use (`EDGE_TL_TEST_REVIEW_PAUSE_MS`).
+    #[doc(hidden)]
+    pub write_pause: std::time::Duration,
+}
+
+impl Default for ReviewSettings {
+    fn default() -> Self {
+        ReviewSettings {
+            keep: 200,
+            max_bytes: 64 << 20,
+            duplicate: 0.9,
+            select: SelectSettings::default(),
+            write_pause: std::time::Duration::ZERO,
+        }
+    }
+}
+
+/// What is known of a queued frame (its `<id>.json`, less the embedding).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// `<capture time>-<n>`, also the picture's file stem.
+    pub id: String,
+    /// The camera, when `run` has several.
+    pub camera: Option<String>,
+    /// Capture time, RFC 3339 UTC with milliseconds.
+    pub ts: String,
+    /// The frame's best label and its probability.
+    pub label: String,
+    pub prob: f32,
+    /// The second-best label and its probability, when the head has two or more labels.
+    pub second: Option<String>,
+    pub second_prob: Option<f32>,
+    pub reason: Reason,
+    /// Bytes of the picture, checked when the queue opens.
+    pub jpeg_bytes: u64,
+}
+
+impl Entry {
+    /// Best minus second-best probability: small is uncertain.
+    pub fn margin(&self) -> f32 {
+        self.prob - self.second_prob.unwrap_or(0.0)
+    }
+}
+
+/// The record as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    version: u32,
+    #[serde(flatten)]
+    entry: Entry,
+    embedding: Vec<f32>,
+}
+
+const RECORD_VERSION: u32 = 1;
+
+/// Why the queue cannot do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("{}: cannot use the review folder", path.display())]
+    Folder {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: cannot write", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+}
+
+/// What labelling or discarding did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Done {
+    /// Entries handled: for a label, the path each picture now has inside the data folder.
+    pub done: Vec<(String, PathBuf)>,
+    /// Ids no longer (or never) in the queue: already labelled, discarded or made room for.
+    pub missing: Vec<String>,
+}
+
+/// A queued entry with its picture's and record's size and its embedding (unit length).
+struct Queued {
+    entry: Entry,
+    bytes: u64,
+    unit: Vec<f32>,
+}
+
+struct State {
+    /// Oldest first.
+    queued: Vec<Queued>,
+    /// Bytes of queued entries plus leftovers of killed writes found at open.
+    used: u64,
+}
+
+/// The queue of one dataset folder; shared by the cameras that capture into it.
+pub struct ReviewQueue {
+    dir: PathBuf,
+    data: PathBuf,
+    settings: ReviewSettings,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for ReviewQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReviewQueue")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReviewQueue {
+    /// Opens (creating) `<data>/.review`, keeping the whole entries that fit the bounds and
+    /// removing the rest: pictures without a record, records without a picture or that do not
+    /// read, the oldest entries beyond the bounds (all with a warning naming the file).
+    pub fn open(data: &Path, settings: ReviewSettings) -> Result<ReviewQueue, ReviewError> {
+        let dir = data.join(REVIEW_DIR);
+        let folder = |source| ReviewError::Folder {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(folder)?;
+        crate::atomic_file::clean_leftovers(&dir);
+        let mut queued = Vec::new();
+        let mut pictures = Vec::new();
+        let mut leftovers = 0;
+        for e in std::fs::read_dir(&dir).map_err(folder)?.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            if name.starts_with('.') {
+                leftovers += size;
+            } else if let Some(id) = name.strip_suffix(".json") {
+                match read_record(&dir, id) {
+                    Ok(q) => queued.push(q),
+                    Err(why) => {
+                        log::warn!("{}: {why}; removed from the review queue", path.display());
+                        let _ = std::fs::remove_file(&path);
+                        let _ = std::fs::remove_file(dir.join(format!("{id}.jpg")));
+                    }
+                }
+            } else if let Some(id) = name.strip_suffix(".jpg") {
+                pictures.push(id.to_string());
+            } else {
+                log::warn!(
+                    "{}: not a review queue file; left alone, and counted against its bound",
+                    path.display()
+                );
+                leftovers += size;
+            }
+        }
+        for id in pictures {
+            if !queued.iter().any(|q: &Queued| q.entry.id == id) {
+                let path = dir.join(format!("{id}.jpg"));
+                if path.exists() {
+                    log::warn!(
+                        "{}: a review picture without its record (a write was cut short); removed",
+                        path.display()
+                    );
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        queued.sort_by(|a, b| a.entry.id.cmp(&b.entry.id));
+        let used = leftovers + queued.iter().map(|q| q.bytes).sum::<u64>();
+        let queue = ReviewQueue {
+            dir,
+            data: data.to_path_buf(),
+            settings,
+            state: Mutex::new(State { queued, used }),
+        };
+        {
+            let mut state = queue.state.lock().unwrap();
+            queue.make_room(&mut state, 0);
+        }
+        Ok(queue)
+    }
+
+    pub fn settings(&self) -> &ReviewSettings {
+        &self.settings
+    }
+
+    /// The queue's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The entries, most uncertain first (smallest margin between the best two), then oldest.
+    pub fn list(&self) -> Vec<Entry> {
+        let state = self.state.lock().unwrap();
+        let mut entries: Vec<Entry> = state.queued.iter().map(|q| q.entry.clone()).collect();
+        entries.sort_by(|a, b| a.margin().total_cmp(&b.margin()).then(a.id.cmp(&b.id)));
+        entries
+    }
+
+    /// Bytes the queue uses on disk.
+    pub fn used(&self) -> u64 {
+        self.state.lock().unwrap().used
+    }
+
+    /// The picture of a queued entry, `None` for an id not in the queue.
+    pub fn picture(&self, id: &str) -> Option<PathBuf> {
+        let state = self.state.lock().unwrap();
+        state
+            .queued
+            .iter()
+            .any(|q| q.entry.id == id)
+            .then(|| self.dir.join(format!("{id}.jpg")))
+    }
+
+    /// Queues a frame unless it is a near copy of a queued one; returns the new entry's id.
+    /// The frame is decoded first, so a damaged frame is refused rather than queued.
+    pub fn offer(&self, c: &Candidate) -> Result<Option<String>, ReviewError> {
+        if self.settings.keep == 0 {
+            return Ok(None);
+        }
+        let unit = unit(&c.embedding);
+        {
+            let state = self.state.lock().unwrap();
+            if state.queued.iter().any(|q| {
+                q.unit.len() == unit.len() && dot(&q.unit, &unit) >= self.settings.duplicate
+            }) {
+                return Ok(None);
+            }
+        }
+        let jpeg = sample_jpeg(&c.frame)?;
+        let mut state = self.state.lock().unwrap();
+        let stem = timestamp_stem(c.frame.captured);
+        let mut n = 0;
+        let id = loop {
+            let id = format!("{stem}-{n}");
+            if !state.queued.iter().any(|q| q.entry.id == id)
+                && !self.dir.join(format!("{id}.jpg")).exists()
+            {
+                break id;
+            }
+            n += 1;
+        };
+        let entry = Entry {
+            id: id.clone(),
+            camera: c.camera.clone(),
+            ts: humantime::format_rfc3339_millis(c.frame.captured).to_string(),
+            label: c.best.0.clone(),
+            prob: c.best.1,
+            second: c.second.as_ref().map(|s| s.0.clone()),
+            second_prob: c.second.as_ref().map(|s| s.1),
+            reason: c.reason,
+            jpeg_bytes: jpeg.len() as u64,
+        };
+        let record = serde_json::to_vec(&Record {
+            version: RECORD_VERSION,
+            entry: entry.clone(),
+            embedding: c.embedding.clone(),
+        })
+        .expect("a record serialises");
+        let bytes = jpeg.len() as u64 + record.len() as u64;
+        if bytes > self.settings.max_bytes {
+            log::warn!(
+                "a review frame of {bytes} bytes is larger than the whole queue's bound of {} \
+                 bytes; not kept (raise [review] megabytes)",
+                self.settings.max_bytes
+            );
+            return Ok(None);
+        }
+        self.make_room(&mut state, bytes);
+        let jpg = self.dir.join(format!("{id}.jpg"));
+        let json = self.dir.join(format!("{id}.json"));
+        // Counted before the first byte is written, so the bound holds during the write too.
+        state.used += bytes;
+        let pause = self.settings.write_pause;
+        let written = write_new(&self.dir, &jpg, &jpeg, pause).and_then(|()| {
+            std::thread::sleep(pause);
+            write_new(&self.dir, &json, &record, pause).inspect_err(|_| {
+                let _ = std::fs::remove_file(&jpg);
+            })
+        });
+        if let Err(e) = written {
+            state.used -= bytes;
+            return Err(e);
+        }
+        state.queued.push(Queued { entry, bytes, unit });
+        Ok(Some(id))
+    }
+
+    /// Moves the pictures of `ids` into `<data>/<label>/` (created; a file already there is
+    /// never replaced) and takes them off the queue.
+    pub fn assign(&self, ids: &[String], label: &str) -> Result<Done, ReviewError> {
+        let dir = label_dir(&self.data, label)?;
+        let mut state = self.state.lock().unwrap();
+        let mut done = Done::default();
+        for id in ids {
+            let Some(i) = state.queued.iter().position(|q| &q.entry.id == id) else {
+                done.missing.push(id.clone());
+                continue;
+            };
+            let from = self.dir.join(format!("{id}.jpg"));
+            let to =
+                crate::atomic_file::move_noclobber(&from, &dir, id, "jpg").map_err(|source| {
+                    ReviewError::Write {
+                        path: dir.clone(),
+                        source,
+                    }
+                })?;
+            let q = state.queued.remove(i);
+            state.used -= q.bytes;
+            let _ = std::fs::remove_file(self.dir.join(format!("{id}.json")));
+            let inside = to.strip_prefix(&self.data).unwrap_or(&to).to_path_buf();
+            done.done.push((id.clone(), inside));
+        }
+        Ok(done)
+    }
+
+    /// Takes `ids` off the queue, removing their files.
+    pub fn discard(&self, ids: &[String]) -> Done {
+        let mut state = self.state.lock().unwrap();
+        let mut done = Done::default();
+        for id in ids {
+            match state.queued.iter().position(|q| &q.entry.id == id) {
+                Some(i) => {
+                    let q = state.queued.remove(i);
+                    self.remove_files(&q);
+                    state.used -= q.bytes;
+                    done.done.push((id.clone(), PathBuf::new()));
+                }
+                None => done.missing.push(id.clone()),
+            }
+        }
+        done
+    }
+
+    /// Removes the oldest entries until one of `bytes` more fits both bounds.
+    fn make_room(&self, state: &mut State, bytes: u64) {
+        let s = &self.settings;
+        let adding = usize::from(bytes > 0);
+        while !state.queued.is_empty()
+            && (state.queued.len() + adding > s.keep || state.used + bytes > s.max_bytes)
+        {
+            let q = state.queued.remove(0);
+            self.remove_files(&q);
+            state.used -= q.bytes;
+        }
+    }
+
+    /// The record goes first, so a crash in between leaves a picture without a record, which
+    /// the next open removes.
+    fn remove_files(&self, q: &Queued) {
+        let id = &q.entry.id;
+        let _ = std::fs::remove_file(self.dir.join(format!("{id}.json")));
+        let _ = std::fs::remove_file(self.dir.join(format!("{id}.jpg")));
+    }
+}
+
+/// Writes `bytes` to the new file `path` atomically (through a temporary file in `dir`).
+fn write_new(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    pause: std::time::Duration,
+) -> Result<(), ReviewError> {
+    let err = |source| ReviewError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut tmp = crate::atomic_file::temp_file_in(dir).map_err(err)?;
+    let (first, rest) = bytes.split_at(bytes.len() / 2);
+    tmp.write_all(first).map_err(err)?;
+    if !pause.is_zero() {
+        tmp.flush().map_err(err)?;
+        std::thread::sleep(pause);
+    }
+    tmp.write_all(rest).map_err(err)?;
+    tmp.persist_noclobber(path).map_err(|e| err(e.error))?;
+    Ok(())
+}
+
+/// Reads and checks an entry: the record parses, names itself, and its picture is there, of
+/// the recorded size, starting and ending as a JPEG does.
+fn read_record(dir: &Path, id: &str) -> Result<Queued, String> {
+    let json = dir.join(format!("{id}.json"));
+    let text = std::fs::read(&json).map_err(|e| format!("cannot read: {e}"))?;
+    let record: Record =
+        serde_json::from_slice(&text).map_err(|e| format!("not a review record: {e}"))?;
+    if record.version != RECORD_VERSION {
+        return Err(format!(
+            "record version {} (this edge-tl reads {RECORD_VERSION})",
+            record.version
+        ));
+    }
+    if record.entry.id != id {
+        return Err(format!(
+            "the record names another entry, {:?}",
+            record.entry.id
+        ));
+    }
+    let jpg = dir.join(format!("{id}.jpg"));
+    let picture = std::fs::read(&jpg).map_err(|e| format!("its picture cannot be read: {e}"))?;
+    let whole = picture.len() as u64 == record.entry.jpeg_bytes
+        && picture.starts_with(&[0xFF, 0xD8])
+        && picture.ends_with(&[0xFF, 0xD9]);
+    if !whole {
+        return Err("its picture is not the whole JPEG that was recorded".into());
+    }
+    Ok(Queued {
+        bytes: picture.len() as u64 + text.len() as u64,
+        unit: unit(&record.embedding),
+        entry: record.entry,
+    })
+}
+
+fn unit(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter().map(|x| x / norm).collect()
+    } else {
+        v.to_vec()
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+mod tests;

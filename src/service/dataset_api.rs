@@ -1,0 +1,304 @@
+//! The routes of the labelling grid and the dataset view, for the camera a request names
+//! (`?camera=`), behind the same token and same-site rules as every other route:
+//!
+//! - `GET /api/review`: the review queue, most uncertain first; `GET /api/review/picture?id=`
+//! - `POST /api/review/label {"ids": [...], "label": "cat"}`: pictures into `<data>/cat/`
+//! - `POST /api/review/discard {"ids": [...]}`
+//! - `GET /api/samples?label=cat`: a label's pictures; `GET /api/samples/picture?label=&name=`
+//! - `POST /api/samples/delete {"label": "cat", "names": [...]}`
+//! - `POST /api/samples/move {"label": "cat", "names": [...], "to": "dog"}`
+//!
+//! Files are touched on the runtime's blocking threads, never on its one worker.
+
+use std::path::PathBuf;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::Query;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::http::{error, App, Camera};
+use crate::dataset::samples::{self, SampleError};
+use crate::review::ReviewError;
+
+pub(super) fn routes() -> Router<App> {
+    Router::new()
+        .route("/api/review", get(review))
+        .route("/api/review/picture", get(review_picture))
+        .route("/api/review/label", post(review_label))
+        .route("/api/review/discard", post(review_discard))
+        .route("/api/samples", get(samples_list))
+        .route("/api/samples/picture", get(sample_picture))
+        .route("/api/samples/delete", post(samples_delete))
+        .route("/api/samples/move", post(samples_move))
+}
+
+/// Most ids or names one request may name.
+const MAX_NAMES: usize = 1000;
+
+/// A request refused, answered as `{"error": ...}` with its status.
+struct Refused(StatusCode, String);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+type Answer = Result<Response, Refused>;
+
+/// A JSON body, or a 400 that shows the expected shape.
+fn body<T>(given: Result<Json<T>, JsonRejection>, shape: &str) -> Result<T, Refused> {
+    given.map(|Json(t)| t).map_err(|e| {
+        Refused(
+            StatusCode::BAD_REQUEST,
+            format!("{}; expected {shape}", e.body_text()),
+        )
+    })
+}
+
+/// Runs file work off the runtime's worker.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("dataset work does not panic")
+}
+
+/// The queue of the camera's dataset, or a 409 saying why there is none.
+fn queue_of(camera: &Camera) -> Result<std::sync::Arc<crate::review::ReviewQueue>, Refused> {
+    camera.0.teach.review_queue().cloned().ok_or_else(|| {
+        Refused(
+            StatusCode::CONFLICT,
+            "this service keeps no review queue ([review] keep = 0 or --review-keep 0, or its \
+             folder could not be created: see the service's log)"
+                .into(),
+        )
+    })
+}
+
+/// A picture file as its image type; anything that is not a picture is refused.
+async fn picture_file(path: PathBuf) -> Response {
+    let read = blocking(move || std::fs::read(&path).map(|b| (path, b))).await;
+    match read {
+        Ok((path, bytes)) => match image::guess_format(&bytes) {
+            Ok(format) => (
+                [
+                    (header::CONTENT_TYPE, format.to_mime_type()),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                bytes,
+            )
+                .into_response(),
+            Err(_) => error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("{}: not a picture", path.display()),
+            ),
+        },
+        Err(e) => error(StatusCode::NOT_FOUND, e),
+    }
+}
+
+async fn review(camera: Camera) -> Response {
+    let Some(queue) = camera.0.teach.review_queue().cloned() else {
+        return Json(json!({ "enabled": false, "entries": [] })).into_response();
+    };
+    let (entries, used) = blocking(move || (queue.list(), queue.used())).await;
+    let s = camera.0.teach.review_queue().map(|q| q.settings().clone());
+    Json(json!({
+        "enabled": true,
+        "entries": entries,
+        "used_bytes": used,
+        "max_bytes": s.as_ref().map(|s| s.max_bytes),
+        "keep": s.as_ref().map(|s| s.keep),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct IdQuery {
+    id: String,
+}
+
+async fn review_picture(camera: Camera, Query(q): Query<IdQuery>) -> Answer {
+    let queue = queue_of(&camera)?;
+    Ok(match queue.picture(&q.id) {
+        Some(path) => picture_file(path).await,
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no entry {:?} in the review queue (labelled, discarded or made room for)",
+                q.id
+            ),
+        ),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelRequest {
+    ids: Vec<String>,
+    label: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiscardRequest {
+    ids: Vec<String>,
+}
+
+fn count_ok(n: usize) -> Result<(), Refused> {
+    if n == 0 || n > MAX_NAMES {
+        return Err(Refused(
+            StatusCode::BAD_REQUEST,
+            format!("name 1 to {MAX_NAMES} pictures per request (got {n})"),
+        ));
+    }
+    Ok(())
+}
+
+async fn review_label(camera: Camera, given: Result<Json<LabelRequest>, JsonRejection>) -> Answer {
+    let req = body(given, r#"{"ids": ["..."], "label": "cat"}"#)?;
+    count_ok(req.ids.len())?;
+    let queue = queue_of(&camera)?;
+    let label = req.label.clone();
+    Ok(
+        match blocking(move || queue.assign(&req.ids, &req.label)).await {
+            Ok(done) => {
+                let samples = camera.0.teach.samples(&label);
+                Json(json!({
+                "label": label,
+                "moved": done.done.iter().map(|(id, path)| json!({ "id": id, "path": path })).collect::<Vec<_>>(),
+                "missing": done.missing,
+                "samples": samples,
+            }))
+            .into_response()
+            }
+            Err(ReviewError::Capture(crate::dataset::capture::CaptureError::Label(e))) => {
+                error(StatusCode::BAD_REQUEST, e)
+            }
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, crate::error::chain(&e)),
+        },
+    )
+}
+
+async fn review_discard(
+    camera: Camera,
+    given: Result<Json<DiscardRequest>, JsonRejection>,
+) -> Answer {
+    let req = body(given, r#"{"ids": ["..."]}"#)?;
+    count_ok(req.ids.len())?;
+    let queue = queue_of(&camera)?;
+    let done = blocking(move || queue.discard(&req.ids)).await;
+    let ids: Vec<&String> = done.done.iter().map(|(id, _)| id).collect();
+    Ok(Json(json!({ "discarded": ids, "missing": done.missing })).into_response())
+}
+
+#[derive(Deserialize)]
+struct LabelQuery {
+    label: String,
+}
+
+#[derive(Deserialize)]
+struct PictureQuery {
+    label: String,
+    name: String,
+}
+
+/// A sample error as a response: the request's fault (400/404) or the device's (500).
+fn sample_error(e: SampleError) -> Response {
+    let status = match &e {
+        SampleError::Label(_) | SampleError::BadName { .. } => StatusCode::BAD_REQUEST,
+        SampleError::Missing { .. } => StatusCode::NOT_FOUND,
+        SampleError::Capture(_) | SampleError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, crate::error::chain(&e))
+}
+
+async fn samples_list(camera: Camera, Query(q): Query<LabelQuery>) -> Response {
+    let data = camera.0.teach.data().to_path_buf();
+    let label = q.label.clone();
+    match blocking(move || samples::list(&data, &q.label)).await {
+        Ok(files) => Json(json!({ "label": label, "samples": files })).into_response(),
+        Err(e) => sample_error(e),
+    }
+}
+
+async fn sample_picture(camera: Camera, Query(q): Query<PictureQuery>) -> Response {
+    let data = camera.0.teach.data().to_path_buf();
+    match samples::path_of(&data, &q.label, &q.name) {
+        Ok(path) => picture_file(path).await,
+        Err(e) => sample_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteRequest {
+    label: String,
+    names: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveRequest {
+    label: String,
+    names: Vec<String>,
+    to: String,
+}
+
+/// Runs a change of the dataset with its request checked, answering what it did.
+async fn change<T, R>(
+    camera: Camera,
+    given: Result<Json<T>, JsonRejection>,
+    shape: &str,
+    names: fn(&T) -> usize,
+    act: impl FnOnce(&std::path::Path, T) -> Result<R, SampleError> + Send + 'static,
+) -> Answer
+where
+    T: DeserializeOwned + Send + 'static,
+    R: serde::Serialize + Send + 'static,
+{
+    let req = body(given, shape)?;
+    count_ok(names(&req))?;
+    let data = camera.0.teach.data().to_path_buf();
+    Ok(match blocking(move || act(&data, req)).await {
+        Ok(done) => Json(done).into_response(),
+        Err(e) => sample_error(e),
+    })
+}
+
+async fn samples_delete(
+    camera: Camera,
+    given: Result<Json<DeleteRequest>, JsonRejection>,
+) -> Answer {
+    change(
+        camera,
+        given,
+        r#"{"label": "cat", "names": ["..."]}"#,
+        |r| r.names.len(),
+        |data, r| {
+            let n = samples::delete(data, &r.label, &r.names)?;
+            Ok(json!({ "label": r.label, "deleted": n, "samples": samples::list(data, &r.label)?.len() }))
+        },
+    )
+    .await
+}
+
+async fn samples_move(camera: Camera, given: Result<Json<MoveRequest>, JsonRejection>) -> Answer {
+    change(
+        camera,
+        given,
+        r#"{"label": "cat", "names": ["..."], "to": "dog"}"#,
+        |r| r.names.len(),
+        |data, r| {
+            let moved = samples::relabel(data, &r.label, &r.names, &r.to)?;
+            Ok(json!({ "label": r.label, "to": r.to, "moved": moved }))
+        },
+    )
+    .await
+}
