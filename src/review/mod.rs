@@ -133,6 +133,10 @@ struct Queued {
 struct State {
     /// Oldest first.
     queued: Vec<Queued>,
+    /// Embeddings of entries lately labelled or discarded (at most `keep`, newest last): the
+    /// camera still sees that scene, and a person who has just dealt with it does not want it
+    /// back. In memory only.
+    handled: std::collections::VecDeque<Vec<f32>>,
     /// Bytes of queued entries plus leftovers of killed writes found at open.
     used: u64,
 }
@@ -211,7 +215,11 @@ impl ReviewQueue {
             dir,
             data: data.to_path_buf(),
             settings,
-            state: Mutex::new(State { queued, used }),
+            state: Mutex::new(State {
+                queued,
+                used,
+                handled: Default::default(),
+            }),
         };
         {
             let mut state = queue.state.lock().unwrap();
@@ -261,9 +269,15 @@ impl ReviewQueue {
         let unit = unit(&c.embedding);
         {
             let state = self.state.lock().unwrap();
-            if state.queued.iter().any(|q| {
-                q.unit.len() == unit.len() && dot(&q.unit, &unit) >= self.settings.duplicate
-            }) {
+            let copy =
+                |u: &Vec<f32>| u.len() == unit.len() && dot(u, &unit) >= self.settings.duplicate;
+            if state
+                .queued
+                .iter()
+                .map(|q| &q.unit)
+                .chain(&state.handled)
+                .any(copy)
+            {
                 return Ok(None);
             }
         }
@@ -347,6 +361,7 @@ impl ReviewQueue {
                 })?;
             let q = state.queued.remove(i);
             state.used -= q.bytes;
+            self.handled(&mut state, q.unit);
             let _ = std::fs::remove_file(self.dir.join(format!("{id}.json")));
             let inside = to.strip_prefix(&self.data).unwrap_or(&to).to_path_buf();
             done.done.push((id.clone(), inside));
@@ -364,12 +379,21 @@ impl ReviewQueue {
                     let q = state.queued.remove(i);
                     self.remove_files(&q);
                     state.used -= q.bytes;
+                    self.handled(&mut state, q.unit);
                     done.done.push((id.clone(), PathBuf::new()));
                 }
                 None => done.missing.push(id.clone()),
             }
         }
         done
+    }
+
+    /// Remembers a labelled or discarded entry's embedding, forgetting the oldest beyond `keep`.
+    fn handled(&self, state: &mut State, unit: Vec<f32>) {
+        state.handled.push_back(unit);
+        while state.handled.len() > self.settings.keep {
+            state.handled.pop_front();
+        }
     }
 
     /// Removes the oldest entries until one of `bytes` more fits both bounds.

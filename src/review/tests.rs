@@ -128,6 +128,17 @@ fn queues_lists_uncertain_first_labels_into_the_dataset_and_discards() {
     assert_eq!((gone.done.len(), gone.missing), (1, vec![b.clone()]));
     assert!(names(q.dir()).is_empty());
     assert_eq!(q.used(), 0);
+    // The scenes just labelled or discarded do not come back while the camera still sees them.
+    for k in [1, 2, 3, 4] {
+        assert!(q
+            .offer(&candidate(10 + k, axis(k as usize), ("cat", 0.5)))
+            .unwrap()
+            .is_none());
+    }
+    assert!(q
+        .offer(&candidate(20, axis(5), ("cat", 0.5)))
+        .unwrap()
+        .is_some());
 }
 
 #[test]

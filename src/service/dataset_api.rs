@@ -1,7 +1,7 @@
 //! The routes of the labelling grid and the dataset view, for the camera a request names
 //! (`?camera=`), behind the same token and same-site rules as every other route:
 //!
-//! - `GET /api/review`: the review queue, most uncertain first; `GET /api/review/picture?id=`
+//! - `GET /api/review`: the camera's frames in the review queue, most uncertain first; `GET /api/review/picture?id=`
 //! - `POST /api/review/label {"ids": [...], "label": "cat"}`: pictures into `<data>/cat/`
 //! - `POST /api/review/discard {"ids": [...]}`
 //! - `GET /api/samples?label=cat`: a label's pictures; `GET /api/samples/picture?label=&name=`
@@ -107,7 +107,14 @@ async fn review(camera: Camera) -> Response {
     let Some(queue) = camera.0.teach.review_queue().cloned() else {
         return Json(json!({ "enabled": false, "entries": [] })).into_response();
     };
-    let (entries, used) = blocking(move || (queue.list(), queue.used())).await;
+    // The camera's own frames: cameras of one head share the queue, each page shows its own.
+    let name = camera.0.name().map(String::from);
+    let (entries, used) = blocking(move || {
+        let mut entries = queue.list();
+        entries.retain(|e| e.camera == name);
+        (entries, queue.used())
+    })
+    .await;
     let s = camera.0.teach.review_queue().map(|q| q.settings().clone());
     Json(json!({
         "enabled": true,

@@ -1,6 +1,9 @@
 // The live page in headless Chromium (Debian's `chromium`, driven by playwright-core):
-// a user teaches edge-tl two labels from a "camera" and sees the answer change, then picks
-// the run's second camera (a folder of dog photos, sharing the head) on the page.
+// a user files frames from the review grid under a label and discards others, captures two
+// labels from a "camera", moves and deletes samples in the dataset view, trains (per-label
+// numbers, the confusion matrix picture, the picture filed under the wrong label), sees the
+// answer change and frames of neither label join the review grid, then picks the run's
+// second camera (a folder of dog photos, sharing the head) on the page.
 //
 //   node tests/browser/page.test.mjs path/to/edge-tl
 //
@@ -26,8 +29,12 @@ function photos(label, n) {
   return fs.readdirSync(dir).sort().filter((f) => f.endsWith(".jpg")).slice(0, n)
     .map((f) => fs.readFileSync(path.join(dir, f)));
 }
-const cats = photos("cat", 8);
-const dogs = photos("dog", 8);
+// 20 of each: captures 200 ms apart from a 10 frames/s scene take every other one, 10 distinct.
+const cats = photos("cat", 20);
+const dogs = photos("dog", 20);
+// Neither a cat nor a dog.
+const roses = fs.readdirSync(path.join(shared, "data/newdomain/test/roses")).sort().slice(0, 6)
+  .map((f) => fs.readFileSync(path.join(shared, "data/newdomain/test/roses", f)));
 let scene = cats;
 
 const BOUNDARY = "edgetlframe";
@@ -53,11 +60,18 @@ const port = await new Promise((ok) => {
 });
 const base = `http://127.0.0.1:${port}/`;
 let log = "";
+const data = path.join(work, "dataset");
+const files = (label) => {
+  try {
+    return fs.readdirSync(path.join(data, label)).filter((f) => !f.startsWith(".")).sort();
+  } catch { return []; }
+};
+const same = (a, b) => JSON.stringify([...a].sort()) === JSON.stringify([...b].sort());
 const service = spawn(bin, [
   "run", "--camera", `door=${cameraUrl}`,
   "--camera", `hall=dir:${path.join(shared, "data/catsdogs/test/dog")}`, "--loop", "--replay-fps", "4",
   "--http", `127.0.0.1:${port}`,
-  "--data", path.join(work, "dataset"), "--head", path.join(work, "home.head"),
+  "--data", data, "--head", path.join(work, "home.head"),
 ], {
   env: { ...process.env, EDGE_TL_MODELS: path.join(shared, "models"), RUST_LOG: "warn" },
   stdio: ["ignore", "ignore", "pipe"],
@@ -90,14 +104,20 @@ async function labelIs(page, want) {
 async function capture(page, label) {
   await page.fill("#new-label", label);
   await page.click("#add-label");
-  await page.fill("#count", "6");
+  await page.fill("#count", "10");
   await page.click(`button[data-capture="${label}"]`);
   await page.waitForFunction((l) => document.querySelector("#message").textContent
-    .startsWith(`saved 6 pictures of ${l}`), label, { timeout: 60_000 });
-  // The table is refreshed from the device after each capture.
-  await page.waitForFunction((l) => [...document.querySelectorAll("#labels tr")]
-    .some((r) => r.textContent.startsWith(`${l}6 pictures`)), label, { timeout: 10_000 });
+    .startsWith(`saved 10 pictures of ${l}`), label, { timeout: 60_000 });
 }
+
+async function reviewGridHas(page, n) {
+  await page.click("#review-refresh");
+  await page.waitForFunction((k) => document.querySelectorAll("#review-grid figure").length >= k
+    && [...document.querySelectorAll("#review-grid img")].every((i) => i.complete && i.naturalWidth > 0),
+  n, { timeout: 60_000 });
+}
+
+const keys = (page, selector) => page.$$eval(selector, (fs) => fs.map((f) => f.dataset.key));
 
 try {
   await healthy();
@@ -120,15 +140,70 @@ try {
   if (before === "cat" || before === "dog") throw new Error(`an untrained label: ${before}`);
   await shot(page, "imagenet");
 
+  // The review grid fills with the camera's cats while ImageNet's classes answer, unsure.
+  await reviewGridHas(page, 4);
+  await shot(page, "review-grid");
+  // Select the first three (click, shift-click) and file them under a new label.
+  await page.fill("#new-label", "cat");
+  await page.click("#add-label");
+  const figures = await page.$$("#review-grid figure");
+  await figures[0].click();
+  await figures[2].click({ modifiers: ["Shift"] });
+  const chosen = await keys(page, "#review-grid figure.selected");
+  if (chosen.length !== 3) throw new Error(`selected ${chosen.length} frames, not 3`);
+  await page.selectOption("#review-label", "cat");
+  await page.click("#review-assign");
+  await page.waitForFunction(() => document.querySelector("#message").textContent
+    .startsWith("filed 3 frames under cat"), null, { timeout: 10_000 });
+  if (!same(files("cat"), chosen.map((id) => `${id}.jpg`))) {
+    throw new Error(`cat/ holds ${files("cat")}, not the chosen ${chosen}`);
+  }
+  await shot(page, "review-labelled");
+  // Discard the rest: gone from the grid and from the queue's folder.
+  await page.click("#review-all"); // a selection also holds the grid still
+  const rest = await keys(page, "#review-grid figure.selected");
+  if (rest.some((id) => chosen.includes(id))) throw new Error("filed frames still in the grid");
+  await page.click("#review-discard");
+  await page.waitForFunction((n) => document.querySelector("#message").textContent
+    === `discarded ${n} frames`, rest.length, { timeout: 10_000 });
+  const queued = fs.readdirSync(path.join(data, ".review"));
+  const left = rest.filter((id) => queued.includes(`${id}.jpg`) || queued.includes(`${id}.json`));
+  if (left.length) throw new Error(`discarded frames still stored: ${left}`);
+
   await capture(page, "cat");
   scene = dogs;
   await new Promise((ok) => setTimeout(ok, 700));
   await capture(page, "dog");
-  const counts = await page.$$eval("#labels tr", (rows) => rows.map((r) => r.textContent));
-  if (counts.join("|") !== "cat6 picturesCapture cat|dog6 picturesCapture dog") {
-    throw new Error(`label table: ${counts.join("|")}`);
-  }
+  await page.waitForFunction(() => [...document.querySelectorAll("#labels tr")].map((r) => r.textContent)
+    .join("|") === "cat13 picturesCapture cat|dog10 picturesCapture dog", null, { timeout: 10_000 });
   await shot(page, "captured");
+
+  // The dataset view: one dog picture moved under cat by mistake, one cat picture deleted.
+  await page.click(`#dataset-labels button[data-label="dog"]`);
+  await page.waitForFunction(() => document.querySelectorAll("#samples-grid figure").length === 10,
+    null, { timeout: 10_000 });
+  const misfiled = (await keys(page, "#samples-grid figure"))[0];
+  await page.click(`#samples-grid figure[data-key="${misfiled}"]`);
+  await page.selectOption("#samples-to", "cat");
+  await page.click("#samples-move");
+  await page.waitForFunction(() => document.querySelector("#message").textContent
+    .startsWith("moved 1 pictures from dog to cat"), null, { timeout: 10_000 });
+  if (!files("cat").includes(misfiled) || files("dog").includes(misfiled)) {
+    throw new Error(`${misfiled} did not move from dog/ to cat/`);
+  }
+  await page.click(`#dataset-labels button[data-label="cat"]`);
+  await page.waitForFunction(() => document.querySelectorAll("#samples-grid figure").length === 14,
+    null, { timeout: 10_000 });
+  const doomed = chosen[1] + ".jpg";
+  page.once("dialog", (d) => d.accept());
+  await page.click(`#samples-grid figure[data-key="${doomed}"]`);
+  await page.click("#samples-delete");
+  await page.waitForFunction(() => document.querySelector("#message").textContent
+    .startsWith("deleted 1 pictures of cat (13 left)"), null, { timeout: 10_000 });
+  if (files("cat").includes(doomed) || files("cat").length !== 13) {
+    throw new Error(`cat/ after the delete: ${files("cat")}`);
+  }
+  await shot(page, "samples");
 
   await page.click("#train");
   await page.waitForFunction(() => ["done", "failed"].includes(
@@ -140,12 +215,33 @@ try {
   if (perClass.length !== 2 || !perClass[0].startsWith("catprecision")) {
     throw new Error(`per-label table: ${perClass.join("|")}`);
   }
+  // The confusion matrix as a picture: 2x2 cells.
+  const cells = await page.$$eval("#confusion svg rect", (r) => r.length);
+  if (cells !== 4) throw new Error(`confusion matrix with ${cells} cells`);
+  // The dog filed under cat is among the pictures cross-validation got wrong, shown.
+  await page.waitForFunction((name) => [...document.querySelectorAll("#mistakes figure")]
+    .some((f) => f.dataset.key.endsWith(`/cat/${name}`) && f.textContent === "cat taken for dog"
+      && f.querySelector("img").naturalWidth > 0), misfiled, { timeout: 10_000 });
+  await shot(page, "trained");
 
   await labelIs(page, "dog");
   await shot(page, "dog");
   scene = cats;
   await labelIs(page, "cat");
   await shot(page, "cat");
+
+  // Frames of neither label: the trained head is unsure of some, and they join the grid.
+  const beforeRoses = await keys(page, "#review-grid figure");
+  scene = roses;
+  for (let i = 0; ; i++) {
+    if (i === 60) throw new Error("no frame of roses joined the review grid in 60 s");
+    await page.click("#review-refresh");
+    await new Promise((ok) => setTimeout(ok, 1000));
+    const now = await keys(page, "#review-grid figure");
+    if (now.some((id) => !beforeRoses.includes(id))) break;
+  }
+  await shot(page, "review-neither");
+  scene = cats;
 
   // The other camera: a link per camera, the current one marked; the link opens its page.
   await page.waitForFunction(() => document.querySelectorAll("#cameras a").length === 2
@@ -158,8 +254,10 @@ try {
     && document.querySelector("#cameras a.current")?.dataset.camera === "hall", null,
     { timeout: 10_000 });
   await shot(page, "hall");
-  console.log(`browser test passed: ImageNet said "${before}"; after teaching, ${status}; ` +
-    `the page followed the camera from dog to cat, and showed the second camera's dogs. ` +
+  console.log(`browser test passed: ImageNet said "${before}"; 3 frames filed from the review ` +
+    `grid, the rest discarded, a sample moved and one deleted; after teaching, ${status}, the ` +
+    `misfiled dog shown; the page followed the camera from dog to cat, roses joined the review ` +
+    `grid, and the page showed the second camera's dogs. ` +
     `Screenshots: ${shots}`);
 } catch (e) {
   console.error(`browser test FAILED: ${e.stack ?? e}\n--- edge-tl stderr ---\n${log}`);
