@@ -292,7 +292,7 @@ pub enum HeadError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{path}: head format version {found} is not supported (this edge-tl reads version {supported}); retrain with `edge-tl train`")]
+    #[error("{path}: head format version {found} is not supported (this edge-tl reads versions 1 to {supported}); retrain with `edge-tl train`")]
     Version {
         path: PathBuf,
         found: u32,

@@ -29,6 +29,7 @@ pub mod predict;
 pub mod prediction;
 pub mod preprocess;
 pub mod progress;
+pub mod region;
 pub mod review;
 #[cfg(feature = "service")]
 pub mod service;

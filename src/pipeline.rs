@@ -136,7 +136,8 @@ impl Pipeline {
     /// Classifies a decoded frame.
     pub fn classify_frame(&self, frame: &Frame) -> Result<Classified, ModelError> {
         let t = Instant::now();
-        let input = preprocess::to_input(frame, self.extractor.manifest());
+        let region = self.head.as_ref().and_then(|h| h.region.as_ref());
+        let input = preprocess::to_input_in(frame, region, self.extractor.manifest());
         let resize = ms(t);
         let t = Instant::now();
         let features = self.extractor.run(&input)?;

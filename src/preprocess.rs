@@ -189,6 +189,19 @@ thread_local! {
         std::cell::RefCell::new(fast_image_resize::Resizer::new());
 }
 
+/// [`to_input`] of the frame's `region` (of the whole frame without one): what training,
+/// `predict`, `eval` and `run` all feed the network.
+pub fn to_input_in(
+    frame: &Frame,
+    region: Option<&crate::region::Region>,
+    manifest: &Manifest,
+) -> InputTensor {
+    match region {
+        Some(r) => to_input(&r.crop(frame), manifest),
+        None => to_input(frame, manifest),
+    }
+}
+
 /// Turns a frame into the model's input tensor: resize, then layout and value range.
 pub fn to_input(frame: &Frame, manifest: &Manifest) -> InputTensor {
     let resized = resize_for(frame, manifest);

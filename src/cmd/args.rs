@@ -66,6 +66,7 @@ impl EmbedArgs {
             cache_dir: self.cache_dir.clone(),
             no_cache: self.no_cache,
             jobs: self.jobs.unwrap_or(defaults.jobs),
+            region: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::args::{EmbedArgs, ModelArg};
-use edge_tl::dataset::{embed_dataset, Dataset};
+use edge_tl::dataset::{embed_dataset, Dataset, EmbedOptions};
 use edge_tl::head::file as head_file;
 use edge_tl::metrics::evaluate;
 use edge_tl::model::{Extractor, Outputs};
@@ -40,7 +40,12 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     let extractor = Extractor::load(&model, Outputs::Embedding)
         .with_context(|| format!("loading {}", model.path.display()))?;
     let bar = super::progress("embedding");
-    let set = embed_dataset(&dataset, &extractor, &flags.embed.options(false), &bar)?;
+    // The test pictures are seen as the head sees frames: its region of each.
+    let options = EmbedOptions {
+        region: head.region,
+        ..flags.embed.options(false)
+    };
+    let set = embed_dataset(&dataset, &extractor, &options, &bar)?;
     super::print_skipped(set.skipped.iter().map(|(_, e)| e.as_ref()));
     let results: Vec<(usize, Vec<f32>)> = set
         .samples

@@ -7,10 +7,11 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::args::{EmbedArgs, ModelArg};
-use edge_tl::dataset::Dataset;
+use edge_tl::dataset::{Dataset, EmbedOptions};
 use edge_tl::head::train::{train_folder, FolderTraining, HeadKind, TrainParams};
 use edge_tl::head::{file as head_file, LogisticParams};
 use edge_tl::model::{Extractor, Outputs};
+use edge_tl::region::Region;
 use edge_tl::settings::bounds::{self, flag};
 
 #[derive(Debug, Args)]
@@ -31,6 +32,11 @@ pub struct Flags {
     /// Also learn from each picture mirrored left-right
     #[arg(long)]
     flip: bool,
+    /// Learn from this part of each picture only, X,Y,W,H as shares of its width and height
+    /// (e.g. 0.25,0.1,0.5,0.6); stored in the head, which then looks at the same part of every
+    /// frame in predict, eval and run [default: the whole picture]
+    #[arg(long, value_name = "X,Y,W,H")]
+    region: Option<Region>,
     /// Cross-validation folds for the accuracy estimate (0 = none)
     #[arg(long, default_value_t = 5, value_parser = folds)]
     folds: usize,
@@ -114,7 +120,10 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
     } = train_folder(
         &dataset,
         &extractor,
-        &args.embed.options(args.flip),
+        &EmbedOptions {
+            region: args.region,
+            ..args.embed.options(args.flip)
+        },
         &params,
         &super::progress("embedding"),
     )
@@ -143,6 +152,7 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
             "alpha_search": head.training.alpha_search,
             "embed_s": embed_s,
             "train_s": train_s,
+            "region": head.region,
         });
         println!("{summary}");
         return Ok(ExitCode::SUCCESS);
@@ -156,6 +166,9 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
     }
     if let Some(warning) = &imbalance {
         println!("warning: {warning}");
+    }
+    if let Some(r) = &head.region {
+        println!("taught on the region {r} (x,y,w,h of each picture); predict, eval and run cut it out of every frame");
     }
     println!(
         "embedded {} pictures in {embed_s:.1} s ({} from cache, {} computed{}); trained in {train_s:.2} s",

@@ -13,6 +13,7 @@ use crate::error::{DecodeError, ModelError};
 use crate::model::extractor::Extractor;
 use crate::preprocess;
 use crate::progress::Progress;
+use crate::region::Region;
 
 /// Settings for [`embed_dataset`].
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct EmbedOptions {
     pub cache_dir: Option<PathBuf>,
     /// Do not read or write the cache.
     pub no_cache: bool,
+    /// Embed only this region of each picture (a head taught on part of the frame).
+    pub region: Option<Region>,
 }
 
 impl Default for EmbedOptions {
@@ -34,6 +37,7 @@ impl Default for EmbedOptions {
             jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cache_dir: None,
             no_cache: false,
+            region: None,
         }
     }
 }
@@ -127,7 +131,7 @@ pub fn embed_dataset(
                 let Some(item) = dataset.items.get(i) else {
                     break;
                 };
-                let outcome = embed_one(item, extractor, cache.as_ref(), options.flip);
+                let outcome = embed_one(item, extractor, cache.as_ref(), options);
                 let failed = outcome.is_err();
                 results.lock().expect("no worker panics")[i] = Some(outcome);
                 progress.advance(1);
@@ -190,8 +194,9 @@ fn embed_one(
     item: &Item,
     extractor: &Extractor,
     cache: Option<&EmbeddingCache>,
-    flip: bool,
+    options: &EmbedOptions,
 ) -> Result<Outcome, ModelError> {
+    let (flip, region) = (options.flip, options.region.as_ref());
     let bytes = match std::fs::read(&item.path) {
         Ok(b) => b,
         Err(source) => {
@@ -201,7 +206,16 @@ fn embed_one(
             }))
         }
     };
-    let hash: [u8; 32] = Sha256::digest(&bytes).into();
+    // A region's embeddings are another picture's: keyed by the bytes and the region.
+    let hash: [u8; 32] = match region {
+        None => Sha256::digest(&bytes).into(),
+        Some(r) => Sha256::new()
+            .chain_update(&bytes)
+            .chain_update(b"region")
+            .chain_update(r.key_bytes())
+            .finalize()
+            .into(),
+    };
     let lookup = |v: Variant| cache.and_then(|c| c.get(&(hash, v))).map(<[f32]>::to_vec);
     let (plain, mirrored) = (lookup(Variant::Plain), lookup(Variant::Flipped));
     if let Some(plain) = &plain {
@@ -216,6 +230,10 @@ fn embed_one(
     let frame = match preprocess::decode_bytes(&bytes, &item.path) {
         Ok(f) => f,
         Err(e) => return Ok(Outcome::Skipped(e)),
+    };
+    let frame = match region {
+        Some(r) => r.crop(&frame),
+        None => frame,
     };
     let mut new = Vec::new();
     let embedding = match plain {

@@ -15,8 +15,12 @@ use crate::model::store::ResolvedModel;
 
 /// Value of the `format` field.
 pub const FORMAT: &str = "edge-tl-head";
-/// Version written by this edge-tl; older or newer versions are refused with a message.
+/// Version written by this edge-tl for a head of the whole frame; read back, like
+/// [`REGION_VERSION`]. Other versions are refused with a message.
 pub const VERSION: u32 = 1;
+/// Version written for a head taught on a region of the frame: an edge-tl that knows no
+/// regions refuses it rather than classify the whole frame with it.
+pub const REGION_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Envelope<H> {
@@ -40,7 +44,11 @@ pub fn save(head: &Head, path: &Path) -> Result<(), HeadError> {
     std::fs::create_dir_all(crate::atomic_file::parent_dir(path)).map_err(write_err)?;
     let envelope = Envelope {
         format: FORMAT.to_string(),
-        version: VERSION,
+        version: if head.region.is_some() {
+            REGION_VERSION
+        } else {
+            VERSION
+        },
         head,
     };
     crate::atomic_file::write_with(path, |w| {
@@ -72,14 +80,24 @@ pub fn load(path: &Path) -> Result<Head, HeadError> {
             problem: format!("format is {:?}, expected {FORMAT:?}", envelope.format),
         });
     }
-    if envelope.version != VERSION {
+    if envelope.version != VERSION && envelope.version != REGION_VERSION {
         return Err(HeadError::Version {
             path: path.to_path_buf(),
             found: envelope.version,
-            supported: VERSION,
+            supported: REGION_VERSION,
         });
     }
     let head: Head = serde_json::from_value(envelope.head).map_err(parse_err)?;
+    if head.region.is_some() != (envelope.version == REGION_VERSION) {
+        return Err(HeadError::Inconsistent {
+            path: path.to_path_buf(),
+            problem: format!(
+                "version {} with{} a region (a region is in version {REGION_VERSION} only)",
+                envelope.version,
+                if head.region.is_some() { "" } else { "out" }
+            ),
+        });
+    }
     check_head(&head).map_err(|problem| HeadError::Inconsistent {
         path: path.to_path_buf(),
         problem,
@@ -110,6 +128,9 @@ fn check_head(head: &Head) -> Result<(), String> {
     }
     if dim == 0 {
         return Err("the embedding width is 0".to_string());
+    }
+    if let Some(r) = &head.region {
+        r.check().map_err(|e| format!("region {e}"))?;
     }
     match &head.classifier {
         Classifier::Logistic { scaler, model } => {
@@ -291,6 +312,50 @@ mod tests {
             h["labels"] = serde_json::json!(["cat", " "])
         });
         refused(&p, "labels[1] is empty");
+    }
+
+    #[test]
+    fn a_head_with_a_region_is_a_version_2_file_and_its_region_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let region: crate::region::Region = "0.5,0.25,0.4,0.5".parse().unwrap();
+        let with = Head {
+            region: Some(region),
+            ..head()
+        };
+        let p = d.join("r.head");
+        save(&with, &p).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(v["version"], 2);
+        assert_eq!(load(&p).unwrap(), with);
+        // Without a region: version 1, as before regions, and no `region` key.
+        let p = d.join("plain.head");
+        save(&head(), &p).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(v["version"], 1);
+        assert!(v["head"].get("region").is_none());
+        let p = edited(d, "past.head", with.clone(), |h| {
+            h["region"]["w"] = serde_json::json!(0.9)
+        });
+        refused(
+            &p,
+            "region 0.5,0.25,0.9,0.5: the region reaches past the frame (x + w and y + h must be at most 1)",
+        );
+        // A region in a version-1 file (which an edge-tl without regions would ignore).
+        let p = d.join("v1.head");
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("r.head")).unwrap()).unwrap();
+        v["version"] = serde_json::json!(1);
+        std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+        refused(
+            &p,
+            "version 1 with a region (a region is in version 2 only)",
+        );
+        v["version"] = serde_json::json!(3);
+        std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+        assert!(load(&p).unwrap_err().to_string().contains(
+            "head format version 3 is not supported (this edge-tl reads versions 1 to 2)"
+        ));
     }
 
     #[test]

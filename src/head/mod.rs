@@ -76,6 +76,10 @@ pub struct Head {
     pub backbone: Backbone,
     pub classifier: Classifier,
     pub training: TrainingInfo,
+    /// The part of the frame the head was taught on, and so looks at (the whole frame when
+    /// absent). Written only when set, in a version-2 head file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<crate::region::Region>,
 }
 
 impl Head {
@@ -122,5 +126,6 @@ pub(crate) fn test_head(labels: [&str; 2], classifier: Classifier) -> Head {
             alpha_search: None,
             created: 0,
         },
+        region: None,
     }
 }

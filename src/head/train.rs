@@ -90,8 +90,10 @@ pub fn train_folder(
     let set = embed_dataset(dataset, extractor, embed, progress)?;
     let embed_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let (head, cv) =
+    let (mut head, cv) =
         train_with_report(&set, &dataset.root, Backbone::of(extractor.model()), params)?;
+    // The pixels it learnt from: the loop cuts the same region out of every frame.
+    head.region = embed.region;
     Ok(FolderTraining {
         imbalance: imbalance(&head.labels, &set.counts()),
         head,
@@ -434,6 +436,7 @@ pub fn train_with_report(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         },
+        region: None,
     };
     Ok((head, report))
 }

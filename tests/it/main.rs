@@ -24,6 +24,7 @@ mod live;
 #[cfg(feature = "service")]
 mod mqtt;
 mod pull;
+mod region;
 #[cfg(feature = "service")]
 mod review;
 #[cfg(all(feature = "rtsp", feature = "service"))]
