@@ -44,6 +44,11 @@ pub struct Flags {
     /// Print a result only when the label changes
     #[arg(long)]
     on_change: bool,
+    /// With --http: the part of the frame the page's Train teaches the head on, X,Y,W,H as
+    /// shares of the frame's width and height (the page can draw another) [default: the
+    /// existing head's region, else the whole frame]
+    #[arg(long, value_name = "X,Y,W,H")]
+    region: Option<edge_tl::region::Region>,
     /// Frames the page's review queue keeps for labelling (0 = none) [default: 200]
     #[arg(long, value_name = "N", value_parser = flag::<usize>(bounds::REVIEW_KEEP))]
     review_keep: Option<usize>,
@@ -144,6 +149,7 @@ fn camera_flag(spec: &str) -> anyhow::Result<CameraLayer> {
         source_password: None,
         head: None,
         data: None,
+        region: None,
         threshold: None,
         smooth: None,
         confirm: None,
@@ -173,6 +179,7 @@ impl Flags {
             threads: self.threads,
             watch_head: self.no_watch.then_some(false),
             data: s.data.clone(),
+            region: self.region,
             threshold: self.threshold,
             smooth: self.smooth,
             confirm: self.confirm,

@@ -14,6 +14,7 @@ pub use with_service::Services;
 mod with_service {
     use super::*;
     use anyhow::Context;
+    use edge_tl::region::Region;
     use edge_tl::review::{ReviewQueue, ReviewSettings, ReviewTap, ReviewWriter};
     use edge_tl::service::{self, Hub, HubSink, Teach, TeachSettings};
     use edge_tl::sink::mqtt::MqttSink;
@@ -59,6 +60,7 @@ mod with_service {
                                     head: c.head.clone(),
                                     model: pipeline.extractor().model().clone(),
                                     review: review_writer(&c.data, &settings.review),
+                                    region: page_region(c),
                                 }));
                                 teachers.push(t.clone());
                                 t
@@ -116,6 +118,25 @@ mod with_service {
             if let Some(m) = self.mqtt {
                 m.into_inner().close();
             }
+        }
+    }
+
+    /// The region the page's Train starts with: the settings' (said when the head was taught
+    /// on another), else the existing head's, so training again keeps what the head looks at.
+    fn page_region(camera: &edge_tl::settings::CameraSettings) -> Option<Region> {
+        let head = camera.head.as_deref().filter(|p| p.exists());
+        let trained = head.and_then(|p| edge_tl::head::file::load(p).ok()?.region);
+        match (camera.region, trained) {
+            (Some(r), t) if head.is_some() && t != Some(r) => {
+                log::warn!(
+                    "{}: the head looks at {}; the page's next Train teaches it on {r} (the \
+                     settings' region)",
+                    head.map_or(String::new(), |p| p.display().to_string()),
+                    t.map_or("the whole frame".to_string(), |t| format!("the region {t}"))
+                );
+                Some(r)
+            }
+            (r, t) => r.or(t),
         }
     }
 

@@ -7,6 +7,8 @@
 //! - `GET /api/samples?label=cat`: a label's pictures; `GET /api/samples/picture?label=&name=`
 //! - `POST /api/samples/delete {"label": "cat", "names": [...]}`
 //! - `POST /api/samples/move {"label": "cat", "names": [...], "to": "dog"}`
+//! - `GET /api/region`, `POST /api/region {"region": {"x": 0.5, "y": 0.25, "w": 0.4, "h": 0.5}}`
+//!   (or `null` for the whole frame): the part of the frame the next Train teaches on
 //!
 //! Files are touched on the runtime's blocking threads, never on its one worker.
 
@@ -36,6 +38,7 @@ pub(super) fn routes() -> Router<App> {
         .route("/api/samples/picture", get(sample_picture))
         .route("/api/samples/delete", post(samples_delete))
         .route("/api/samples/move", post(samples_move))
+        .route("/api/region", get(region).post(set_region))
 }
 
 /// Most ids or names one request may name.
@@ -308,4 +311,29 @@ async fn samples_move(camera: Camera, given: Result<Json<MoveRequest>, JsonRejec
         },
     )
     .await
+}
+
+async fn region(camera: Camera) -> Response {
+    let teach = camera.0.teach.clone();
+    let (next, head) = blocking(move || (teach.region(), teach.head_region())).await;
+    Json(json!({ "region": next, "head_region": head })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionRequest {
+    region: Option<crate::region::Region>,
+}
+
+async fn set_region(camera: Camera, given: Result<Json<RegionRequest>, JsonRejection>) -> Answer {
+    let req = body(
+        given,
+        r#"{"region": {"x": 0.5, "y": 0.25, "w": 0.4, "h": 0.5}} or {"region": null}"#,
+    )?;
+    camera
+        .0
+        .teach
+        .set_region(req.region)
+        .map_err(|e| Refused(StatusCode::BAD_REQUEST, format!("region {e}")))?;
+    Ok(Json(json!({ "region": req.region })).into_response())
 }

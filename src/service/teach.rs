@@ -19,6 +19,7 @@ use crate::head::file as head_file;
 use crate::head::train::{train_folder, CvReport, Mistake, TrainParams};
 use crate::metrics::ClassReport;
 use crate::model::{Extractor, Outputs, ResolvedModel};
+use crate::region::Region;
 use crate::review::{ReviewQueue, ReviewWriter};
 use crate::source::RawFrame;
 
@@ -33,6 +34,8 @@ pub struct TeachSettings {
     pub model: ResolvedModel,
     /// The review queue beside the dataset, when one is kept.
     pub review: Option<ReviewWriter>,
+    /// The part of the frame Train teaches the head on, until the page draws another.
+    pub region: Option<Region>,
 }
 
 /// A label folder and how many pictures it has.
@@ -64,6 +67,8 @@ pub struct TrainStatus {
     pub mistakes: Vec<Mistake>,
     /// Said when one label has far more pictures than another.
     pub imbalance: Option<String>,
+    /// The region the head was taught on (the whole frame when absent).
+    pub region: Option<Region>,
 }
 
 /// What a finished training tells the page.
@@ -73,6 +78,7 @@ struct Trained {
     skipped: Vec<String>,
     report: Option<CvReport>,
     imbalance: Option<String>,
+    region: Option<Region>,
 }
 
 /// Why a capture request failed.
@@ -109,6 +115,8 @@ fn pictures_in(dir: &Path) -> usize {
 pub struct Teach {
     settings: TeachSettings,
     status: Mutex<TrainStatus>,
+    /// What the next training learns from (starts as the settings' region).
+    region: Mutex<Option<Region>>,
 }
 
 /// How long a capture waits for the next frame.
@@ -117,6 +125,7 @@ const FRAME_WAIT: Duration = Duration::from_secs(5);
 impl Teach {
     pub fn new(settings: TeachSettings) -> Teach {
         Teach {
+            region: Mutex::new(settings.region),
             settings,
             status: Mutex::new(TrainStatus {
                 state: "idle",
@@ -137,6 +146,27 @@ impl Teach {
     /// The review queue, when one is kept.
     pub fn review_queue(&self) -> Option<&Arc<ReviewQueue>> {
         self.review().map(ReviewWriter::queue)
+    }
+
+    /// The region the next training teaches the head on (`None`: the whole frame).
+    pub fn region(&self) -> Option<Region> {
+        *self.region.lock().unwrap()
+    }
+
+    /// Sets the region of the next training, checked.
+    pub fn set_region(&self, region: Option<Region>) -> Result<(), String> {
+        if let Some(r) = &region {
+            r.check()?;
+        }
+        *self.region.lock().unwrap() = region;
+        Ok(())
+    }
+
+    /// The region of the head file as it is now (what the loop looks at once it has loaded
+    /// it); `None` without a head file or a region.
+    pub fn head_region(&self) -> Option<Region> {
+        let path = self.settings.head.as_ref()?;
+        head_file::load(path).ok()?.region
     }
 
     /// The head file this writes, if any.
@@ -251,6 +281,7 @@ impl Teach {
                         status.cv_accuracy = trained.cv_accuracy;
                         status.skipped = trained.skipped;
                         status.imbalance = trained.imbalance;
+                        status.region = trained.region;
                         if let Some(r) = trained.report {
                             status.per_class = r.per_class;
                             status.confusion = r.confusion;
@@ -276,6 +307,7 @@ impl Teach {
         let extractor = Extractor::load(&s.model, Outputs::Embedding).map_err(|e| chain(&e))?;
         let options = EmbedOptions {
             jobs: 1,
+            region: self.region(),
             ..EmbedOptions::default()
         };
         let trained = train_folder(
@@ -299,6 +331,7 @@ impl Teach {
             skipped,
             report: trained.cv,
             imbalance: trained.imbalance,
+            region: head.region,
         })
     }
 }
@@ -321,6 +354,7 @@ mod tests {
                 kernels: Default::default(),
             },
             review: None,
+            region: None,
         }))
     }
 
@@ -358,6 +392,7 @@ mod tests {
                 skipped: Vec::new(),
                 report: None,
                 imbalance: None,
+                region: None,
             })
         })
         .unwrap();

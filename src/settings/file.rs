@@ -10,6 +10,7 @@
 //! head = "/var/lib/edge-tl/home.head"
 //! threads = 4
 //! data = "/var/lib/edge-tl/dataset"
+//! region = "0.25,0.1,0.5,0.6"  # x,y,w,h: the part of the frame the page's Train teaches on
 //!
 //! [camera]
 //! format = "mjpeg"
@@ -58,6 +59,8 @@ struct FileSettings {
     threads: Option<usize>,
     watch_head: Option<bool>,
     data: Option<PathBuf>,
+    /// `"X,Y,W,H"`: the part of the frame the page's Train teaches the head on.
+    region: Option<String>,
     /// `[camera]` (the V4L2 mode of the one camera) or `[[camera]]` tables (several cameras).
     #[serde(default)]
     camera: CameraSection,
@@ -135,6 +138,7 @@ struct CameraEntry {
     head: Option<PathBuf>,
     /// Where the page's captures of this camera go.
     data: Option<PathBuf>,
+    region: Option<String>,
     threshold: Option<f32>,
     smooth: Option<usize>,
     confirm: Option<usize>,
@@ -310,6 +314,7 @@ impl FileSettings {
             threads: checked(self.threads, "threads", &bounds::THREADS, path)?,
             watch_head: self.watch_head,
             data: self.data,
+            region: parsed(self.region, "region", path)?,
             threshold: checked(r.threshold, "results.threshold", &bounds::THRESHOLD, path)?,
             smooth: checked(r.smooth, "results.smooth", &bounds::SMOOTH, path)?,
             confirm: checked(r.confirm, "results.confirm", &bounds::CONFIRM, path)?,
@@ -373,6 +378,7 @@ impl CameraEntry {
             )?,
             head: self.head.clone(),
             data: self.data.clone(),
+            region: parsed(self.region.clone(), "camera.region", path).map_err(named)?,
             source,
             name: self.name,
         })
@@ -448,6 +454,7 @@ model = "mobilenet-v2-f32"
 head = "/var/lib/edge-tl/home.head"
 threads = 4
 watch_head = true
+region = "0.25,0.1,0.5,0.6"
 
 [camera]
 format = "mjpeg"
@@ -471,6 +478,14 @@ user = "edge"
 password = "pw"
 device_id = "kitchen-pi"
 discovery = false
+
+[review]
+keep = 50
+megabytes = 8
+below = 0.5
+margin = 0.1
+every = 100
+duplicate = 0.95
 "#;
 
     fn parse(text: &str) -> Result<RunLayer, FileError> {
@@ -481,6 +496,18 @@ discovery = false
     fn every_key_parses_into_its_type() {
         let c = parse(FULL).unwrap();
         assert_eq!(c.threads, Some(4));
+        assert_eq!(c.region, Some("0.25,0.1,0.5,0.6".parse().unwrap()));
+        assert_eq!(
+            c.review,
+            ReviewLayer {
+                keep: Some(50),
+                megabytes: Some(8),
+                below: Some(0.5),
+                margin: Some(0.1),
+                every: Some(100),
+                duplicate: Some(0.95),
+            }
+        );
         assert_eq!(c.threshold, Some(0.7));
         assert_eq!((c.smooth, c.confirm), (Some(5), Some(3)));
         assert_eq!(c.format, Some(PixelFormat::Mjpeg));
@@ -571,6 +598,21 @@ discovery = false
                 "threads = 0",
                 "key `threads`",
                 "must be between 1 and 256 (got 0)",
+            ),
+            (
+                "region = \"0.5,0.5,0.6,0.2\"",
+                "key `region`",
+                "0.5,0.5,0.6,0.2: the region reaches past the frame (x + w and y + h must be at most 1)",
+            ),
+            (
+                "[review]\nkeep = 200000",
+                "key `review.keep`",
+                "must be between 0 and 100000 (0 = no review queue) (got 200000)",
+            ),
+            (
+                "[review]\nduplicate = 0",
+                "key `review.duplicate`",
+                "must be above 0 and at most 1 (got 0)",
             ),
             (
                 "[http]\nlisten = \"8080\"",

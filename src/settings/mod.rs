@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::live::LiveOptions;
+use crate::region::Region;
 use crate::review::{ReviewSettings, SelectSettings};
 use crate::sink::mqtt::MqttSettings;
 use crate::source::{PixelFormat, Size, SourceOptions, SourceSpec, Want};
@@ -37,6 +38,7 @@ pub struct RunLayer {
     pub threads: Option<usize>,
     pub watch_head: Option<bool>,
     pub data: Option<PathBuf>,
+    pub region: Option<Region>,
     pub threshold: Option<f32>,
     pub smooth: Option<usize>,
     pub confirm: Option<usize>,
@@ -120,6 +122,7 @@ impl RunLayer {
             threads,
             watch_head,
             data,
+            region,
             threshold,
             smooth,
             confirm,
@@ -148,6 +151,8 @@ pub struct CameraLayer {
     pub source_password: Option<Secret>,
     pub head: Option<PathBuf>,
     pub data: Option<PathBuf>,
+    /// The region the page's Train teaches this camera's head on.
+    pub region: Option<Region>,
     pub threshold: Option<f32>,
     pub smooth: Option<usize>,
     pub confirm: Option<usize>,
@@ -316,6 +321,9 @@ pub struct CameraSettings {
     pub head: Option<PathBuf>,
     /// Where the page's captures of this camera go (see [`RunSettings::resolve`]).
     pub data: PathBuf,
+    /// The region the page's Train teaches the head on (the head's own, once trained, is what
+    /// the loop looks at).
+    pub region: Option<Region>,
     pub live: LiveOptions,
 }
 
@@ -465,6 +473,7 @@ impl RunSettings {
                 source_options: source_options.clone(),
                 head: layer.head.clone(),
                 data: data.clone(),
+                region: layer.region,
                 live: live.clone(),
             }],
             Some(list) => {
@@ -498,6 +507,7 @@ impl RunSettings {
                         },
                         head: c.head.or(layer.head.clone()),
                         data: camera_data,
+                        region: c.region.or(layer.region),
                         live: LiveOptions {
                             smooth: c.smooth.unwrap_or(live.smooth),
                             confirm: c.confirm.unwrap_or(live.confirm),
@@ -728,6 +738,7 @@ mod tests {
             source_password: None,
             head: None,
             data: None,
+            region: None,
             threshold: None,
             smooth: None,
             confirm: None,

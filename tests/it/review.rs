@@ -235,6 +235,40 @@ fn frames_kept_for_review_are_filed_or_discarded_and_samples_moved_or_deleted() 
         serde_json::json!([{"label": "cat", "samples": 1}, {"label": "dog", "samples": 1}]),
         "the queue's hidden folder is not a label"
     );
+
+    // The region of the next Train: checked, kept, said back.
+    let (status, r) = post_json(
+        port,
+        "/api/region",
+        r#"{"region": {"x": 0.5, "y": 0, "w": 0.7, "h": 1}}"#,
+    );
+    assert_eq!(status, 400, "{r}");
+    assert_eq!(
+        r["error"],
+        "region 0.5,0,0.7,1: the region reaches past the frame (x + w and y + h must be at most 1)"
+    );
+    let (status, r) = post_json(port, "/api/region", r#"{"region": "left half"}"#);
+    assert_eq!(status, 400, "{r}");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains(r#"or {"region": null}"#),
+        "{r}"
+    );
+    let half = serde_json::json!({"x": 0.0, "y": 0.0, "w": 0.5, "h": 1.0});
+    let (status, _) = post_json(
+        port,
+        "/api/region",
+        &serde_json::json!({ "region": half }).to_string(),
+    );
+    assert_eq!(status, 200);
+    let (_, r) = get_json(port, "/api/region");
+    assert_eq!(
+        r,
+        serde_json::json!({ "region": half, "head_region": null }),
+        "the fixture head has none"
+    );
     let (status, err) = run.terminate();
     assert!(status.success(), "{status:?}: {err}");
 }
