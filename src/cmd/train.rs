@@ -153,6 +153,7 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
             "embed_s": embed_s,
             "train_s": train_s,
             "region": head.region,
+            "learning_curve": head.training.learning_curve,
         });
         println!("{summary}");
         return Ok(ExitCode::SUCCESS);
@@ -191,6 +192,24 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
     }
     if let Some(report) = &cv {
         print_cv_report(report);
+    }
+    if let Some(curve) = head
+        .training
+        .learning_curve
+        .as_deref()
+        .filter(|c| c.len() > 1)
+    {
+        let points: Vec<String> = curve
+            .iter()
+            .map(|p| format!("{} {:.1}%", p.per_label, 100.0 * p.accuracy))
+            .collect();
+        println!(
+            "enough? cross-validated accuracy by pictures per label: {}",
+            points.join(", ")
+        );
+        if let Some(v) = edge_tl::head::curve::verdict(curve) {
+            println!("  {v}");
+        }
     }
     if let (Some(search), Some(alpha)) = (&head.training.alpha_search, head_alpha(&head)) {
         let tried: Vec<String> = search

@@ -2,6 +2,7 @@
 //! ([`file`]) and trained ([`train`]).
 
 pub mod centroid;
+pub mod curve;
 pub mod file;
 pub mod logistic;
 pub mod scaler;
@@ -67,6 +68,10 @@ pub struct TrainingInfo {
     pub alpha_search: Option<Vec<train::AlphaScore>>,
     /// Seconds since the Unix epoch.
     pub created: u64,
+    /// Cross-validated accuracy on growing subsets of the pictures ("enough?"), when
+    /// cross-validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning_curve: Option<Vec<curve::CurvePoint>>,
 }
 
 /// A trained head: labels, the backbone it belongs to and the classifier.
@@ -125,6 +130,7 @@ pub(crate) fn test_head(labels: [&str; 2], classifier: Classifier) -> Head {
             cv_folds: None,
             alpha_search: None,
             created: 0,
+            learning_curve: None,
         },
         region: None,
     }

@@ -422,6 +422,11 @@ pub fn train_with_report(
     let all: Vec<usize> = (0..set.samples.len()).collect();
     let (x, y) = rows_of(set, &all);
     let classifier = fit_classifier(&kind, &x, &y, set.labels.len())?;
+    let chosen = TrainParams {
+        kind: kind.clone(),
+        ..params.clone()
+    };
+    let learning_curve = super::curve::learning_curve(set, &chosen, cv_accuracy)?;
     let head = Head {
         labels: set.labels.clone(),
         backbone,
@@ -435,6 +440,7 @@ pub fn train_with_report(
             created: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            learning_curve,
         },
         region: None,
     };

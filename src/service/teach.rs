@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::dataset::capture::{label_dir, save_sample, CaptureError};
 use crate::dataset::{visible_entries, Dataset, EmbedOptions};
 use crate::error::chain;
+use crate::head::curve::{verdict, CurvePoint};
 use crate::head::file as head_file;
 use crate::head::train::{train_folder, CvReport, Mistake, TrainParams};
 use crate::metrics::ClassReport;
@@ -69,6 +70,9 @@ pub struct TrainStatus {
     pub imbalance: Option<String>,
     /// The region the head was taught on (the whole frame when absent).
     pub region: Option<Region>,
+    /// Cross-validated accuracy by pictures per label, and what it says.
+    pub learning_curve: Vec<CurvePoint>,
+    pub enough: Option<String>,
 }
 
 /// What a finished training tells the page.
@@ -79,6 +83,7 @@ struct Trained {
     report: Option<CvReport>,
     imbalance: Option<String>,
     region: Option<Region>,
+    learning_curve: Vec<CurvePoint>,
 }
 
 /// Why a capture request failed.
@@ -282,6 +287,8 @@ impl Teach {
                         status.skipped = trained.skipped;
                         status.imbalance = trained.imbalance;
                         status.region = trained.region;
+                        status.enough = verdict(&trained.learning_curve);
+                        status.learning_curve = trained.learning_curve;
                         if let Some(r) = trained.report {
                             status.per_class = r.per_class;
                             status.confusion = r.confusion;
@@ -332,6 +339,7 @@ impl Teach {
             report: trained.cv,
             imbalance: trained.imbalance,
             region: head.region,
+            learning_curve: head.training.learning_curve.clone().unwrap_or_default(),
         })
     }
 }
@@ -393,6 +401,7 @@ mod tests {
                 report: None,
                 imbalance: None,
                 region: None,
+                learning_curve: Vec::new(),
             })
         })
         .unwrap();

@@ -215,6 +215,12 @@ try {
   if (perClass.length !== 2 || !perClass[0].startsWith("catprecision")) {
     throw new Error(`per-label table: ${perClass.join("|")}`);
   }
+  // "Enough?": the curve up to the smallest label's pictures, and what it says.
+  const curve = await page.$$eval("#curve svg circle", (c) => c.length);
+  const enough = await page.textContent("#curve p");
+  if (curve < 2 || !/^Enough\? (still rising|levelling off) \(/.test(enough)) {
+    throw new Error(`learning curve: ${curve} points, ${enough}`);
+  }
   // The confusion matrix as a picture: 2x2 cells.
   const cells = await page.$$eval("#confusion svg rect", (r) => r.length);
   if (cells !== 4) throw new Error(`confusion matrix with ${cells} cells`);
