@@ -30,6 +30,7 @@ pub mod prediction;
 pub mod preprocess;
 pub mod progress;
 pub mod region;
+pub mod report;
 pub mod review;
 #[cfg(feature = "service")]
 pub mod service;

@@ -11,6 +11,8 @@ use edge_tl::dataset::{embed_dataset, Dataset, EmbedOptions};
 use edge_tl::head::file as head_file;
 use edge_tl::metrics::evaluate;
 use edge_tl::model::{Extractor, Outputs};
+use edge_tl::predict::argmax;
+use edge_tl::report::{ReportInput, Wrong};
 
 #[derive(Debug, Args)]
 pub struct Flags {
@@ -21,6 +23,11 @@ pub struct Flags {
     /// Print one JSON object (accuracy, top5_accuracy, n, per_class, confusion)
     #[arg(long)]
     json: bool,
+    /// Also write the results as one self-contained HTML file: per-label numbers, the
+    /// confusion matrix, thumbnails of the pictures taken for another label, the training's
+    /// learning curve
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArg,
     #[command(flatten)]
@@ -53,6 +60,38 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
         .map(|s| (to_head[s.label], head.predict(&s.embedding)))
         .collect();
     let report = evaluate(&head.labels, &results);
+    if let Some(out) = &flags.report {
+        let wrong: Vec<Wrong> = set
+            .samples
+            .iter()
+            .zip(&results)
+            .filter_map(|(s, (truth, probs))| {
+                let said = argmax(probs);
+                (said != *truth).then(|| Wrong {
+                    path: s.path.clone(),
+                    label: head.labels[*truth].clone(),
+                    taken_for: head.labels[said].clone(),
+                    prob: probs[said],
+                })
+            })
+            .collect();
+        let skipped: Vec<String> = set
+            .skipped
+            .iter()
+            .map(|(_, e)| format!("{}: {}", e.path().display(), e.reason()))
+            .collect();
+        let html = edge_tl::report::html(&ReportInput {
+            head_path,
+            head: &head,
+            testset,
+            report: &report,
+            wrong: &wrong,
+            skipped: &skipped,
+        });
+        edge_tl::atomic_file::write(out, html.as_bytes())
+            .with_context(|| format!("writing the report {}", out.display()))?;
+        eprintln!("wrote the report {}", out.display());
+    }
     if json {
         let mut value = serde_json::to_value(&report)?;
         value["skipped"] = set

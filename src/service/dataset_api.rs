@@ -7,6 +7,8 @@
 //! - `GET /api/samples?label=cat`: a label's pictures; `GET /api/samples/picture?label=&name=`
 //! - `POST /api/samples/delete {"label": "cat", "names": [...]}`
 //! - `POST /api/samples/move {"label": "cat", "names": [...], "to": "dog"}`
+//! - `GET /api/train/confusion.svg`, `GET /api/train/curve.svg`: the last training's
+//!   confusion matrix and learning curve, drawn as `eval --report` draws them
 //! - `GET /api/region`, `POST /api/region {"region": {"x": 0.5, "y": 0.25, "w": 0.4, "h": 0.5}}`
 //!   (or `null` for the whole frame): the part of the frame the next Train teaches on
 //!
@@ -39,6 +41,8 @@ pub(super) fn routes() -> Router<App> {
         .route("/api/samples/delete", post(samples_delete))
         .route("/api/samples/move", post(samples_move))
         .route("/api/region", get(region).post(set_region))
+        .route("/api/train/confusion.svg", get(confusion_svg))
+        .route("/api/train/curve.svg", get(curve_svg))
 }
 
 /// Most ids or names one request may name.
@@ -336,4 +340,35 @@ async fn set_region(camera: Camera, given: Result<Json<RegionRequest>, JsonRejec
         .set_region(req.region)
         .map_err(|e| Refused(StatusCode::BAD_REQUEST, format!("region {e}")))?;
     Ok(Json(json!({ "region": req.region })).into_response())
+}
+
+/// An SVG picture, or a 404 saying there is none yet.
+fn svg(picture: Option<String>) -> Response {
+    match picture {
+        Some(svg) => (
+            [
+                (header::CONTENT_TYPE, "image/svg+xml"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            svg,
+        )
+            .into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "no cross-validated training yet: press Train (every label needs 5 pictures)",
+        ),
+    }
+}
+
+async fn confusion_svg(camera: Camera) -> Response {
+    let s = camera.0.teach.status();
+    let labels: Vec<String> = s.per_class.iter().map(|c| c.label.clone()).collect();
+    svg((s.state == "done" && !s.confusion.is_empty())
+        .then(|| crate::report::confusion_svg(&labels, &s.confusion)))
+}
+
+async fn curve_svg(camera: Camera) -> Response {
+    let s = camera.0.teach.status();
+    svg((s.state == "done" && s.learning_curve.len() > 1)
+        .then(|| crate::report::curve_svg(&s.learning_curve)))
 }

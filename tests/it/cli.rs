@@ -163,6 +163,68 @@ fn train_names_the_pictures_cross_validation_got_wrong() {
 }
 
 #[test]
+fn eval_report_is_one_file_with_the_numbers_the_wrong_pictures_and_the_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    small_catsdogs(&root, 20);
+    let head = dir.path().join("h.head");
+    let cache = cache_dir();
+    let cache = cache.to_str().unwrap();
+    let out = train_cli(&root, &head, &["--cache-dir", cache, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let curve = summary["learning_curve"].as_array().unwrap();
+    let sizes: Vec<u64> = curve
+        .iter()
+        .map(|p| p["per_label"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [5, 10, 20], "{summary}");
+    assert_eq!(curve[2]["accuracy"], summary["cv_accuracy"]);
+
+    let report = dir.path().join("report.html");
+    let test = data("catsdogs/test");
+    let out = edge_tl(&[
+        "eval",
+        head.to_str().unwrap(),
+        test.to_str().unwrap(),
+        "--json",
+        "--report",
+        report.to_str().unwrap(),
+        "--cache-dir",
+        cache,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let measured: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let confusion = measured["confusion"].as_array().unwrap();
+    let wrong = confusion[0][1].as_u64().unwrap() + confusion[1][0].as_u64().unwrap();
+    assert!(
+        wrong > 0,
+        "a head of 40 pictures gets some of 400 wrong: {measured}"
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    let accuracy = format!(
+        "<b>Accuracy {:.1}%</b> on 400 pictures",
+        100.0 * measured["accuracy"].as_f64().unwrap()
+    );
+    assert!(html.contains(&accuracy), "{accuracy}");
+    assert!(html.contains(&format!("Taken for another label ({wrong})")));
+    assert_eq!(html.matches("<figure>").count() as u64, wrong.min(100));
+    assert_eq!(
+        html.matches("<img src=\"data:image/jpeg;base64,").count() as u64,
+        wrong.min(100),
+        "a thumbnail in the file for each"
+    );
+    for label in ["cat", "dog"] {
+        assert!(html.contains(&format!("<tr><td>{label}</td>")));
+    }
+    // The confusion picture's cells and the curve's three points; nothing loaded from outside.
+    assert_eq!(html.matches("<rect ").count(), 4);
+    assert_eq!(html.matches("<circle ").count(), 3);
+    assert!(html.contains("Enough pictures?"));
+    assert!(!html.contains("src=\"http") && !html.contains("<script") && !html.contains("<link"));
+}
+
+#[test]
 fn predict_reports_bad_files_and_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("d");
