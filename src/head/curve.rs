@@ -8,7 +8,6 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use super::train::{cross_validate, TrainParams};
 use crate::dataset::EmbeddedSet;
 use crate::error::TrainError;
 
@@ -41,12 +40,16 @@ pub fn sizes(smallest: usize, folds: usize) -> Vec<usize> {
     out
 }
 
-/// The curve of `set` for `params.kind`, with the whole set's accuracy `full` (already known
-/// from training) as its last point; `None` without cross-validation.
+/// The curve of `set`, each point cross-validated by `cross_validate` (training's own, for the
+/// head kind it chose; `None` when a subset cannot be), with the whole set's accuracy `full`
+/// (already known from training) as its last point; `None` without cross-validation. `folds`
+/// and `seed` are the cross-validation's.
 pub fn learning_curve(
     set: &EmbeddedSet,
-    params: &TrainParams,
+    folds: usize,
+    seed: u64,
     full: Option<f64>,
+    cross_validate: impl Fn(&EmbeddedSet) -> Result<Option<f64>, TrainError>,
 ) -> Result<Option<Vec<CurvePoint>>, TrainError> {
     let counts = set.counts();
     let Some(&smallest) = counts.iter().min() else {
@@ -55,12 +58,12 @@ pub fn learning_curve(
     let Some(full) = full else {
         return Ok(None);
     };
-    let sizes = sizes(smallest, params.folds);
+    let sizes = sizes(smallest, folds);
     let Some((&last, fewer)) = sizes.split_last() else {
         return Ok(None);
     };
     // Each label's pictures in one seeded order; a point takes the first n of each.
-    let mut rng = rand::rngs::StdRng::seed_from_u64(params.seed);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut order: Vec<Vec<usize>> = (0..set.labels.len())
         .map(|l| {
             (0..set.samples.len())
@@ -81,7 +84,7 @@ pub fn learning_curve(
             skipped: Vec::new(),
             ..set.clone()
         };
-        if let Some(accuracy) = cross_validate(&subset, params)? {
+        if let Some(accuracy) = cross_validate(&subset)? {
             points.push(CurvePoint {
                 per_label: n,
                 accuracy,
@@ -122,7 +125,7 @@ pub fn verdict(points: &[CurvePoint]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::dataset::Sample;
-    use crate::head::train::HeadKind;
+    use crate::head::train::{cross_validate, HeadKind, TrainParams};
 
     #[test]
     fn sizes_double_from_the_folds_to_the_smallest_label() {
@@ -172,7 +175,8 @@ mod tests {
             choose_alpha: false,
         };
         let full = cross_validate(&set, &params).unwrap();
-        let curve = learning_curve(&set, &params, full).unwrap().unwrap();
+        let cv = |s: &EmbeddedSet| cross_validate(s, &params);
+        let curve = learning_curve(&set, 5, 0, full, cv).unwrap().unwrap();
         let sizes: Vec<usize> = curve.iter().map(|p| p.per_label).collect();
         assert_eq!(sizes, [5, 10, 20, 40]);
         assert_eq!(curve[3].accuracy, full.unwrap());
@@ -210,8 +214,8 @@ mod tests {
             .starts_with("levelling off (90.0% at 10 per label, 91.0% at 20)"));
         assert_eq!(verdict(&flat[..1]), None);
         // Without cross-validation, no curve.
-        assert_eq!(learning_curve(&set, &params, None).unwrap(), None);
+        assert_eq!(learning_curve(&set, 5, 0, None, cv).unwrap(), None);
         let few = noisy(4);
-        assert_eq!(learning_curve(&few, &params, Some(0.5)).unwrap(), None);
+        assert_eq!(learning_curve(&few, 5, 0, Some(0.5), cv).unwrap(), None);
     }
 }

@@ -426,7 +426,10 @@ pub fn train_with_report(
         kind: kind.clone(),
         ..params.clone()
     };
-    let learning_curve = super::curve::learning_curve(set, &chosen, cv_accuracy)?;
+    let learning_curve =
+        super::curve::learning_curve(set, params.folds, params.seed, cv_accuracy, |subset| {
+            cross_validate(subset, &chosen)
+        })?;
     let head = Head {
         labels: set.labels.clone(),
         backbone,

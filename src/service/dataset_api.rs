@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{error, App, Camera};
+use super::app::{error, App, Camera};
 use crate::dataset::samples::{self, SampleError};
 use crate::review::ReviewError;
 

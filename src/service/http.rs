@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, Query, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -26,6 +25,7 @@ use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::app::{error, App, Camera};
 use super::guard::{cookie_value, json_or_nothing, local_host, same, same_site};
 use super::teach::TeachError;
 use super::{next_latest, CameraHub, Hub};
@@ -40,16 +40,6 @@ const COOKIE: &str = "edge_tl_token";
 const STALL: f64 = 10.0;
 /// Largest request body read: the API takes small JSON objects.
 const MAX_BODY: usize = 64 * 1024;
-
-#[derive(Clone)]
-pub(super) struct App {
-    hub: Arc<Hub>,
-    token: Option<Arc<str>>,
-    /// The address the service listens on (its real port, also with port 0 asked).
-    listen: SocketAddr,
-    /// Time to send the body of a change.
-    body_read: Duration,
-}
 
 pub(super) fn router(
     hub: Arc<Hub>,
@@ -86,29 +76,6 @@ pub(super) fn router(
         // The outer layer runs first.
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
-}
-
-pub(super) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (status, Json(json!({ "error": message.to_string() }))).into_response()
-}
-
-/// The camera a request is about: the one its `?camera=NAME` names, or the run's first (so
-/// with one camera nothing changes); a name the run does not have is a 404 that lists those
-/// it has.
-pub(super) struct Camera(pub(super) Arc<CameraHub>);
-
-impl FromRequestParts<App> for Camera {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Response> {
-        let asked = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
-            .ok()
-            .and_then(|q| q.0.get("camera").cloned());
-        app.hub
-            .camera(asked.as_deref())
-            .map(|c| Camera(c.clone()))
-            .map_err(|e| error(StatusCode::NOT_FOUND, e))
-    }
 }
 
 /// Refuses what a web page on another site could make a visitor's browser send. Without a

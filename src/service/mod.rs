@@ -8,6 +8,7 @@
 //! every channel is newest-wins. Connections are accepted within [`HttpLimits`] (times to send
 //! a request, caps on open connections), so idle sockets cannot use up the process's files.
 
+mod app;
 mod dataset_api;
 mod guard;
 mod http;
