@@ -181,6 +181,18 @@ pub fn clean_leftovers(dir: &Path) -> usize {
     })
 }
 
+/// Removes the temporary files of processes that no longer run from `dir` now, without
+/// [`DEAD_LEFTOVER_AGE`]'s wait: for a folder one process holds a lock on (the review queue),
+/// where no process elsewhere can be writing. Returns how many went.
+pub fn clean_dead_leftovers_now(dir: &Path) -> usize {
+    let proc = Path::new("/proc/self").exists();
+    let own = std::process::id();
+    remove_unchanged(dir, |name| match leftover(name) {
+        Some(Leftover::Of(pid)) if proc && pid != own && !running(pid) => Some(Duration::ZERO),
+        _ => None,
+    })
+}
+
 /// Removes `dir/<prefix><six letters or digits>` files unchanged for [`LEGACY_LEFTOVER_AGE`]:
 /// temporary files older edge-tl versions named without a `.part` suffix (`.emb-`, `.head-`).
 /// Only for folders that are edge-tl's own (the embedding cache), where no user file is named
@@ -245,6 +257,7 @@ pub fn move_noclobber(from: &Path, dir: &Path, stem: &str, ext: &str) -> std::io
             Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
                 let mut tmp = temp_file_in(dir)?;
                 std::io::copy(&mut std::fs::File::open(from)?, tmp.as_file_mut())?;
+                tmp.as_file().sync_all()?;
                 match tmp.persist_noclobber(&to) {
                     Ok(_) => {
                         std::fs::remove_file(from)?;

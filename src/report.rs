@@ -63,10 +63,13 @@ fn thumbnail(path: &Path, head: &Head) -> Option<String> {
         Some(r) => r.crop(&frame),
         None => frame,
     };
+    // The longer side THUMBNAIL pixels (or as it is, when smaller), the shape kept.
+    let (w, h) = (frame.width(), frame.height());
+    let scale = (THUMBNAIL as f64 / w.max(h) as f64).min(1.0);
     let small = image::imageops::thumbnail(
         &frame.image,
-        THUMBNAIL.min(frame.width()),
-        (THUMBNAIL * frame.height() / frame.width().max(1)).clamp(1, THUMBNAIL),
+        ((w as f64 * scale).round() as u32).max(1),
+        ((h as f64 * scale).round() as u32).max(1),
     );
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)

@@ -29,6 +29,8 @@ pub enum SampleError {
     BadName { name: String },
     #[error("{}: no such picture", path.display())]
     Missing { path: PathBuf },
+    #[error("the pictures are already under {label:?}: choose another label to move them to")]
+    SameLabel { label: String },
     #[error("{}: cannot {what}", path.display())]
     Io {
         what: &'static str,
@@ -73,13 +75,26 @@ pub fn path_of(data: &Path, label: &str, name: &str) -> Result<PathBuf, SampleEr
     Ok(path)
 }
 
-/// Deletes pictures of `label`; returns how many went. Every name is checked before the first
-/// is removed, so a bad name removes nothing.
-pub fn delete(data: &Path, label: &str, names: &[String]) -> Result<usize, SampleError> {
-    let paths = names
+/// The paths of `names` of `label`, each checked, each once.
+fn paths_of(data: &Path, label: &str, names: &[String]) -> Result<Vec<PathBuf>, SampleError> {
+    let mut seen = std::collections::HashSet::new();
+    names
         .iter()
+        .filter(|n| seen.insert(n.as_str()))
         .map(|n| path_of(data, label, n))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect()
+}
+
+/// A label folder left empty goes, so training does not stop at an empty label (fails, and
+/// is left alone, when anything is still in it).
+fn drop_if_empty(data: &Path, label: &str) {
+    let _ = std::fs::remove_dir(data.join(label));
+}
+
+/// Deletes pictures of `label`; returns how many went. Every name is checked before the first
+/// is removed, so a bad name removes nothing; a folder left empty goes.
+pub fn delete(data: &Path, label: &str, names: &[String]) -> Result<usize, SampleError> {
+    let paths = paths_of(data, label, names)?;
     for path in &paths {
         std::fs::remove_file(path).map_err(|source| SampleError::Io {
             what: "delete",
@@ -87,6 +102,7 @@ pub fn delete(data: &Path, label: &str, names: &[String]) -> Result<usize, Sampl
             source,
         })?;
     }
+    drop_if_empty(data, label);
     Ok(paths.len())
 }
 
@@ -98,10 +114,10 @@ pub fn relabel(
     names: &[String],
     to: &str,
 ) -> Result<Vec<String>, SampleError> {
-    let paths = names
-        .iter()
-        .map(|n| path_of(data, label, n))
-        .collect::<Result<Vec<_>, _>>()?;
+    let paths = paths_of(data, label, names)?;
+    if to == label {
+        return Err(SampleError::SameLabel { label: to.into() });
+    }
     let dir = label_dir(data, to)?;
     let mut moved = Vec::new();
     for path in &paths {
@@ -118,6 +134,7 @@ pub fn relabel(
             })?;
         moved.push(new.file_name().unwrap_or_default().to_string_lossy().into());
     }
+    drop_if_empty(data, label);
     Ok(moved)
 }
 
@@ -170,8 +187,25 @@ mod tests {
             std::fs::read_to_string(d.join("dog/a-1.jpg")).unwrap(),
             "a.jpg"
         );
-        assert_eq!(delete(d, "cat", &["b.jpg".into()]).unwrap(), 1);
+        assert!(matches!(
+            relabel(d, "cat", &["b.jpg".into()], "cat"),
+            Err(SampleError::SameLabel { .. })
+        ));
+        // A name twice is one picture.
+        assert_eq!(
+            delete(d, "cat", &["b.jpg".into(), "b.jpg".into()]).unwrap(),
+            1
+        );
         assert!(names("cat").is_empty());
+        assert!(d.join("cat").exists(), "its hidden file keeps the folder");
+        std::fs::remove_file(d.join("cat/.hidden.jpg")).unwrap();
+        assert_eq!(
+            relabel(d, "dog", &["a.jpg".into(), "a-1.jpg".into()], "cat")
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(!d.join("dog").exists(), "a label folder left empty goes");
         assert!(d.join("secret.txt").exists());
     }
 }

@@ -41,9 +41,10 @@ pub fn sizes(smallest: usize, folds: usize) -> Vec<usize> {
 }
 
 /// The curve of `set`, each point cross-validated by `cross_validate` (training's own, for the
-/// head kind it chose; `None` when a subset cannot be), with the whole set's accuracy `full`
-/// (already known from training) as its last point; `None` without cross-validation. `folds`
-/// and `seed` are the cross-validation's.
+/// head kind it chose; `None` when a subset cannot be) on the same number of pictures of each
+/// label; when every label has as many pictures, the last point is the whole set, whose
+/// accuracy `full` training already knows. `None` without cross-validation. `folds` and
+/// `seed` are the cross-validation's.
 pub fn learning_curve(
     set: &EmbeddedSet,
     folds: usize,
@@ -74,8 +75,10 @@ pub fn learning_curve(
     for o in &mut order {
         o.shuffle(&mut rng);
     }
+    let balanced = counts.iter().all(|&c| c == last);
     let mut points = Vec::new();
-    for &n in fewer {
+    let subsets = if balanced { fewer } else { &sizes[..] };
+    for &n in subsets {
         let subset = EmbeddedSet {
             samples: order
                 .iter()
@@ -91,10 +94,12 @@ pub fn learning_curve(
             });
         }
     }
-    points.push(CurvePoint {
-        per_label: last,
-        accuracy: full,
-    });
+    if balanced {
+        points.push(CurvePoint {
+            per_label: last,
+            accuracy: full,
+        });
+    }
     Ok(Some(points))
 }
 
@@ -217,5 +222,25 @@ mod tests {
         assert_eq!(learning_curve(&set, 5, 0, None, cv).unwrap(), None);
         let few = noisy(4);
         assert_eq!(learning_curve(&few, 5, 0, Some(0.5), cv).unwrap(), None);
+        // Labels of different sizes: every point, the last too, is a balanced subset (not the
+        // whole set, whose bigger label would lift its accuracy).
+        let mut lopsided = noisy(40);
+        let mut dropped = 0;
+        lopsided.samples.retain(|s| {
+            s.label == 0 || {
+                dropped += 1;
+                dropped > 28
+            }
+        });
+        assert_eq!(lopsided.counts(), [40, 12]);
+        let cv = |s: &EmbeddedSet| cross_validate(s, &params);
+        let curve = learning_curve(&lopsided, 5, 0, Some(0.99), cv)
+            .unwrap()
+            .unwrap();
+        let sizes: Vec<usize> = curve.iter().map(|p| p.per_label).collect();
+        assert_eq!(sizes, [5, 10, 12]);
+        assert_ne!(curve[2].accuracy, 0.99, "not the whole set's");
+        // 12 of each is 24 pictures: a multiple of 1/24.
+        assert!((curve[2].accuracy * 24.0 - (curve[2].accuracy * 24.0).round()).abs() < 1e-9);
     }
 }

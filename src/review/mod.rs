@@ -29,6 +29,8 @@ pub use tap::{Candidate, ReviewTap, ReviewWriter};
 
 /// The queue's folder inside the dataset folder (hidden, so it is never taken for a label).
 pub const REVIEW_DIR: &str = ".review";
+/// The file whose lock says which process keeps the queue.
+const LOCK_FILE: &str = ".lock";
 
 /// Bounds of the queue and what it keeps.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +114,12 @@ pub enum ReviewError {
     },
     #[error(transparent)]
     Capture(#[from] CaptureError),
+    #[error(
+        "{}: another edge-tl keeps this review queue (two services on one data folder); \
+         give each its own `data`",
+        path.display()
+    )]
+    Busy { path: PathBuf },
 }
 
 /// What labelling or discarding did.
@@ -121,6 +129,8 @@ pub struct Done {
     pub done: Vec<(String, PathBuf)>,
     /// Ids no longer (or never) in the queue: already labelled, discarded or made room for.
     pub missing: Vec<String>,
+    /// Ids that could not be moved, with why; they stay queued.
+    pub failed: Vec<(String, String)>,
 }
 
 /// A queued entry with its picture's and record's size and its embedding (unit length).
@@ -137,6 +147,8 @@ struct State {
     /// camera still sees that scene, and a person who has just dealt with it does not want it
     /// back. In memory only.
     handled: std::collections::VecDeque<Vec<f32>>,
+    /// Ids being written now (counted in `used` and against `keep` already).
+    writing: Vec<String>,
     /// Bytes of queued entries plus leftovers of killed writes found at open.
     used: u64,
 }
@@ -147,6 +159,8 @@ pub struct ReviewQueue {
     data: PathBuf,
     settings: ReviewSettings,
     state: Mutex<State>,
+    /// Held open with an exclusive lock: one process keeps a folder's queue.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for ReviewQueue {
@@ -168,7 +182,10 @@ impl ReviewQueue {
             source,
         };
         std::fs::create_dir_all(&dir).map_err(folder)?;
-        crate::atomic_file::clean_leftovers(&dir);
+        let lock = lock_folder(&dir)?;
+        // The folder is the queue's own and this process holds its lock: what temporary files
+        // dead processes left go now, not after the usual wait.
+        crate::atomic_file::clean_dead_leftovers_now(&dir);
         let mut queued = Vec::new();
         let mut pictures = Vec::new();
         let mut leftovers = 0;
@@ -176,7 +193,9 @@ impl ReviewQueue {
             let path = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
             let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-            if name.starts_with('.') {
+            if name == LOCK_FILE {
+                continue;
+            } else if name.starts_with('.') {
                 leftovers += size;
             } else if let Some(id) = name.strip_suffix(".json") {
                 match read_record(&dir, id) {
@@ -219,7 +238,9 @@ impl ReviewQueue {
                 queued,
                 used,
                 handled: Default::default(),
+                writing: Vec::new(),
             }),
+            _lock: lock,
         };
         {
             let mut state = queue.state.lock().unwrap();
@@ -288,6 +309,7 @@ impl ReviewQueue {
         let id = loop {
             let id = format!("{stem}-{n}");
             if !state.queued.iter().any(|q| q.entry.id == id)
+                && !state.writing.contains(&id)
                 && !self.dir.join(format!("{id}.jpg")).exists()
             {
                 break id;
@@ -321,10 +343,24 @@ impl ReviewQueue {
             return Ok(None);
         }
         self.make_room(&mut state, bytes);
+        if state.used + bytes > self.settings.max_bytes {
+            // What is left is not the queue's (files of a live writer, or foreign files).
+            log::warn!(
+                "{}: {} bytes that are no review entries leave no room for a frame of {bytes}; \
+                 not kept",
+                self.dir.display(),
+                state.used
+            );
+            return Ok(None);
+        }
+        // Counted (and the name taken) before the first byte is written, so the bounds hold
+        // during the write too; the lock is not held while writing, so the page's requests
+        // never wait on a slow card.
+        state.used += bytes;
+        state.writing.push(id.clone());
+        drop(state);
         let jpg = self.dir.join(format!("{id}.jpg"));
         let json = self.dir.join(format!("{id}.json"));
-        // Counted before the first byte is written, so the bound holds during the write too.
-        state.used += bytes;
         let pause = self.settings.write_pause;
         let written = write_new(&self.dir, &jpg, &jpeg, pause).and_then(|()| {
             std::thread::sleep(pause);
@@ -332,6 +368,8 @@ impl ReviewQueue {
                 let _ = std::fs::remove_file(&jpg);
             })
         });
+        let mut state = self.state.lock().unwrap();
+        state.writing.retain(|w| *w != id);
         if let Err(e) = written {
             state.used -= bytes;
             return Err(e);
@@ -340,25 +378,41 @@ impl ReviewQueue {
         Ok(Some(id))
     }
 
-    /// Moves the pictures of `ids` into `<data>/<label>/` (created; a file already there is
-    /// never replaced) and takes them off the queue.
+    /// Moves the pictures of `ids` into `<data>/<label>/` (created when one is still queued; a
+    /// file already there is never replaced) and takes them off the queue. An entry whose
+    /// picture is gone is dropped and counted `missing`; one that cannot be moved is `failed`,
+    /// stays queued, and the others go on.
     pub fn assign(&self, ids: &[String], label: &str) -> Result<Done, ReviewError> {
-        let dir = label_dir(&self.data, label)?;
+        crate::dataset::validate_label(label).map_err(CaptureError::from)?;
         let mut state = self.state.lock().unwrap();
         let mut done = Done::default();
+        let mut dir = None;
         for id in ids {
             let Some(i) = state.queued.iter().position(|q| &q.entry.id == id) else {
                 done.missing.push(id.clone());
                 continue;
             };
+            let dir = match &dir {
+                Some(d) => d,
+                None => dir.insert(label_dir(&self.data, label)?),
+            };
             let from = self.dir.join(format!("{id}.jpg"));
-            let to =
-                crate::atomic_file::move_noclobber(&from, &dir, id, "jpg").map_err(|source| {
-                    ReviewError::Write {
-                        path: dir.clone(),
-                        source,
-                    }
-                })?;
+            let to = match crate::atomic_file::move_noclobber(&from, dir, id, "jpg") {
+                Ok(to) => to,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    log::warn!("{}: gone; dropped from the review queue", from.display());
+                    let q = state.queued.remove(i);
+                    state.used -= q.bytes;
+                    let _ = std::fs::remove_file(self.dir.join(format!("{id}.json")));
+                    done.missing.push(id.clone());
+                    continue;
+                }
+                Err(e) => {
+                    done.failed
+                        .push((id.clone(), format!("{}: {e}", dir.display())));
+                    continue;
+                }
+            };
             let q = state.queued.remove(i);
             state.used -= q.bytes;
             self.handled(&mut state, q.unit);
@@ -399,7 +453,7 @@ impl ReviewQueue {
     /// Removes the oldest entries until one of `bytes` more fits both bounds.
     fn make_room(&self, state: &mut State, bytes: u64) {
         let s = &self.settings;
-        let adding = usize::from(bytes > 0);
+        let adding = usize::from(bytes > 0) + state.writing.len();
         while !state.queued.is_empty()
             && (state.queued.len() + adding > s.keep || state.used + bytes > s.max_bytes)
         {
@@ -416,6 +470,28 @@ impl ReviewQueue {
         let _ = std::fs::remove_file(self.dir.join(format!("{id}.json")));
         let _ = std::fs::remove_file(self.dir.join(format!("{id}.jpg")));
     }
+}
+
+/// Takes the folder's lock (`flock`, released when the process ends however it ends).
+fn lock_folder(dir: &Path) -> Result<std::fs::File, ReviewError> {
+    use std::os::unix::io::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| ReviewError::Folder {
+            path: path.clone(),
+            source,
+        })?;
+    // SAFETY: flock on a file descriptor this function owns; no memory is shared.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(ReviewError::Busy {
+            path: dir.to_path_buf(),
+        });
+    }
+    Ok(file)
 }
 
 /// Writes `bytes` to the new file `path` atomically (through a temporary file in `dir`).
@@ -437,6 +513,9 @@ fn write_new(
         std::thread::sleep(pause);
     }
     tmp.write_all(rest).map_err(err)?;
+    // On the card before the rename: a picture filed under a label from here is a hard link
+    // to this very file, and must survive a power cut.
+    tmp.as_file().sync_all().map_err(err)?;
     tmp.persist_noclobber(path).map_err(|e| err(e.error))?;
     Ok(())
 }

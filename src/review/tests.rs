@@ -51,10 +51,12 @@ fn disk_use(dir: &Path) -> u64 {
         .sum()
 }
 
+/// The visible files of `dir` (not the lock file).
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
         .collect();
     v.sort();
     v
@@ -199,6 +201,7 @@ fn never_holds_more_than_its_bounds_and_makes_room_from_the_oldest() {
         ids[10..]
     );
     assert_eq!(names(q.dir()).len(), 4);
+    drop(q);
     // keep = 0: no queue.
     let off = ReviewQueue::open(data.path(), settings(0, bound)).unwrap();
     assert!(off
@@ -280,4 +283,34 @@ fn the_writer_thread_queues_what_the_tap_selects() {
         (list[0].label.as_str(), list[0].reason),
         ("dog", Reason::Unsure)
     );
+}
+
+#[test]
+fn files_that_are_no_entries_count_against_the_bound_and_one_process_keeps_a_queue() {
+    let data = tempfile::tempdir().unwrap();
+    let one = {
+        let probe = tempfile::tempdir().unwrap();
+        let q = ReviewQueue::open(probe.path(), settings(10, 1 << 20)).unwrap();
+        q.offer(&candidate(0, axis(0), ("cat", 0.5))).unwrap();
+        q.used()
+    };
+    let bound = one * 7 / 2;
+    let dir = data.path().join(REVIEW_DIR);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.bin"), vec![0u8; (one * 3) as usize]).unwrap();
+    let q = ReviewQueue::open(data.path(), settings(10, bound)).unwrap();
+    // Three entries' worth is taken: a fourth does not fit, and is not kept.
+    assert!(q
+        .offer(&candidate(1, axis(1), ("cat", 0.5)))
+        .unwrap()
+        .is_none());
+    assert!(disk_use(&dir) <= bound + 1, "{} > {bound}", disk_use(&dir));
+    assert_eq!(q.list().len(), 0);
+    // A second queue on the same folder (another process, or a second service) is refused.
+    assert!(matches!(
+        ReviewQueue::open(data.path(), settings(10, bound)),
+        Err(ReviewError::Busy { .. })
+    ));
+    drop(q);
+    assert!(ReviewQueue::open(data.path(), settings(10, bound)).is_ok());
 }

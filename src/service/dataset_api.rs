@@ -140,7 +140,8 @@ struct IdQuery {
 
 async fn review_picture(camera: Camera, Query(q): Query<IdQuery>) -> Answer {
     let queue = queue_of(&camera)?;
-    Ok(match queue.picture(&q.id) {
+    let id = q.id.clone();
+    Ok(match blocking(move || queue.picture(&id)).await {
         Some(path) => picture_file(path).await,
         None => error(
             StatusCode::NOT_FOUND,
@@ -180,24 +181,42 @@ async fn review_label(camera: Camera, given: Result<Json<LabelRequest>, JsonReje
     count_ok(req.ids.len())?;
     let queue = queue_of(&camera)?;
     let label = req.label.clone();
-    Ok(
-        match blocking(move || queue.assign(&req.ids, &req.label)).await {
-            Ok(done) => {
-                let samples = camera.0.teach.samples(&label);
-                Json(json!({
-                "label": label,
-                "moved": done.done.iter().map(|(id, path)| json!({ "id": id, "path": path })).collect::<Vec<_>>(),
-                "missing": done.missing,
-                "samples": samples,
-            }))
-            .into_response()
-            }
-            Err(ReviewError::Capture(crate::dataset::capture::CaptureError::Label(e))) => {
-                error(StatusCode::BAD_REQUEST, e)
-            }
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, crate::error::chain(&e)),
-        },
-    )
+    let teach = camera.0.teach.clone();
+    let assigned = blocking(move || {
+        let done = queue.assign(&req.ids, &req.label)?;
+        Ok::<_, ReviewError>((done, teach.samples(&req.label)))
+    })
+    .await;
+    let (done, samples) = match assigned {
+        Ok(d) => d,
+        Err(ReviewError::Capture(crate::dataset::capture::CaptureError::Label(e))) => {
+            return Err(Refused(StatusCode::BAD_REQUEST, e.to_string()))
+        }
+        Err(e) => {
+            return Err(Refused(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                crate::error::chain(&e),
+            ))
+        }
+    };
+    let moved: Vec<_> = done
+        .done
+        .iter()
+        .map(|(id, path)| json!({ "id": id, "path": path }))
+        .collect();
+    let failed: Vec<_> = done
+        .failed
+        .iter()
+        .map(|(id, why)| json!({ "id": id, "error": why }))
+        .collect();
+    Ok(Json(json!({
+        "label": label,
+        "moved": moved,
+        "missing": done.missing,
+        "failed": failed,
+        "samples": samples,
+    }))
+    .into_response())
 }
 
 async fn review_discard(
@@ -226,7 +245,9 @@ struct PictureQuery {
 /// A sample error as a response: the request's fault (400/404) or the device's (500).
 fn sample_error(e: SampleError) -> Response {
     let status = match &e {
-        SampleError::Label(_) | SampleError::BadName { .. } => StatusCode::BAD_REQUEST,
+        SampleError::Label(_) | SampleError::BadName { .. } | SampleError::SameLabel { .. } => {
+            StatusCode::BAD_REQUEST
+        }
         SampleError::Missing { .. } => StatusCode::NOT_FOUND,
         SampleError::Capture(_) | SampleError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -244,7 +265,7 @@ async fn samples_list(camera: Camera, Query(q): Query<LabelQuery>) -> Response {
 
 async fn sample_picture(camera: Camera, Query(q): Query<PictureQuery>) -> Response {
     let data = camera.0.teach.data().to_path_buf();
-    match samples::path_of(&data, &q.label, &q.name) {
+    match blocking(move || samples::path_of(&data, &q.label, &q.name)).await {
         Ok(path) => picture_file(path).await,
         Err(e) => sample_error(e),
     }

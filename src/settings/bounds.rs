@@ -118,7 +118,9 @@ pub const TOP: Bounds = Bounds::new(1.0, 1000.0);
 pub const THREADS: Bounds = Bounds::new(1.0, 256.0);
 pub const FPS: Bounds = Bounds::positive(1000.0);
 pub const FRAMES: Bounds = Bounds::at_least(1.0);
-pub const REVIEW_KEEP: Bounds = Bounds::new(0.0, 100_000.0).note("(0 = no review queue)");
+/// At most 5000: each entry holds its embedding in memory, and so may each labelled or
+/// discarded one (about 10 KB a pair with a 1280-wide backbone: 50 MB at 5000).
+pub const REVIEW_KEEP: Bounds = Bounds::new(0.0, 5000.0).note("(0 = no review queue)");
 pub const REVIEW_MEGABYTES: Bounds = Bounds::new(1.0, 1_000_000.0);
 pub const PROBABILITY: Bounds = Bounds::new(0.0, 1.0);
 pub const REVIEW_EVERY: Bounds = Bounds::new(0.0, 1e9).note("(0 = no ordinary frames)");

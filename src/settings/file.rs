@@ -607,7 +607,7 @@ duplicate = 0.95
             (
                 "[review]\nkeep = 200000",
                 "key `review.keep`",
-                "must be between 0 and 100000 (0 = no review queue) (got 200000)",
+                "must be between 0 and 5000 (0 = no review queue) (got 200000)",
             ),
             (
                 "[review]\nduplicate = 0",

@@ -77,6 +77,11 @@ fn service(extra: &[&str]) -> (Background, u16) {
         "10",
     ];
     args.extend_from_slice(extra);
+    // Without a data folder of the test's own, the default `dataset` is in the working tree:
+    // no review queue there.
+    if !extra.contains(&"--data") {
+        args.extend(["--review-keep", "0"]);
+    }
     let run = Background::start(&args);
     wait_until(&run, "/healthz to say ok", || {
         TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "/healthz", "").0 == 200

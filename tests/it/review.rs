@@ -278,9 +278,11 @@ fn the_queue_stays_within_its_bounds_and_a_sigkill_leaves_only_whole_entries() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("dataset");
     let stored = review_dir(&data);
-    // Four entries at most, and 1 MiB: with 12 frames that all change label, every frame
-    // makes room for itself, so the queue writes and removes all the time. Each write pauses
-    // 30 ms after half the picture and between picture and record, so most kills land in one.
+    // Four entries at most: with 12 frames that all change label, every frame makes room for
+    // itself, so the queue writes and removes all the time. (The 12 frames fit in the smallest
+    // byte bound, 1 MiB, so here the count binds; the byte bound is unit-tested with exact
+    // sizes in `review::tests`.) Each write pauses 30 ms after half the picture and between
+    // picture and record, so most kills land in one.
     let bound = 1 << 20;
     let mut cut = 0;
     let mut orphans: Vec<String> = Vec::new();

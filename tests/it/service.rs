@@ -50,6 +50,11 @@ pub(crate) fn service_with(args: &[&str], env: &[(&str, &str)]) -> (Background, 
     let listen = format!("127.0.0.1:{port}");
     let mut all = vec!["run", "--http", &listen];
     all.extend_from_slice(args);
+    // Without a data folder of the test's own, the default `dataset` is in the working tree:
+    // no review queue there.
+    if !args.iter().any(|a| *a == "--data" || *a == "--config") {
+        all.extend(["--review-keep", "0"]);
+    }
     let run = Background::start_with(&all, env);
     wait_until(&run, "/healthz to say ok", || {
         TcpStream::connect(("127.0.0.1", port)).is_ok() && get(port, "/healthz", "").0 == 200
