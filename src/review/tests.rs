@@ -43,6 +43,14 @@ fn settings(keep: usize, max_bytes: u64) -> ReviewSettings {
     }
 }
 
+/// Bytes one entry of [`candidate`] takes on disk, measured in a queue of its own.
+fn one_entry_bytes() -> u64 {
+    let probe = tempfile::tempdir().unwrap();
+    let q = ReviewQueue::open(probe.path(), settings(10, 1 << 20)).unwrap();
+    q.offer(&candidate(0, axis(0), ("cat", 0.5))).unwrap();
+    q.used()
+}
+
 /// Bytes of every file in `dir`, temporary ones included.
 fn disk_use(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
@@ -169,12 +177,7 @@ fn skips_near_copies_of_a_queued_frame() {
 #[test]
 fn never_holds_more_than_its_bounds_and_makes_room_from_the_oldest() {
     let data = tempfile::tempdir().unwrap();
-    let one = {
-        let probe = tempfile::tempdir().unwrap();
-        let q = ReviewQueue::open(probe.path(), settings(10, 1 << 20)).unwrap();
-        q.offer(&candidate(0, axis(0), ("cat", 0.5))).unwrap();
-        q.used()
-    };
+    let one = one_entry_bytes();
     // Room for three and a half entries.
     let bound = one * 7 / 2;
     let q = ReviewQueue::open(data.path(), settings(100, bound)).unwrap();
@@ -288,12 +291,7 @@ fn the_writer_thread_queues_what_the_tap_selects() {
 #[test]
 fn files_that_are_no_entries_count_against_the_bound_and_one_process_keeps_a_queue() {
     let data = tempfile::tempdir().unwrap();
-    let one = {
-        let probe = tempfile::tempdir().unwrap();
-        let q = ReviewQueue::open(probe.path(), settings(10, 1 << 20)).unwrap();
-        q.offer(&candidate(0, axis(0), ("cat", 0.5))).unwrap();
-        q.used()
-    };
+    let one = one_entry_bytes();
     let bound = one * 7 / 2;
     let dir = data.path().join(REVIEW_DIR);
     std::fs::create_dir_all(&dir).unwrap();

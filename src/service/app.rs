@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -49,4 +50,25 @@ impl FromRequestParts<App> for Camera {
             .map(|c| Camera(c.clone()))
             .map_err(|e| error(StatusCode::NOT_FOUND, e))
     }
+}
+
+/// A request refused, answered as `{"error": ...}` with its status.
+pub(super) struct Refused(pub(super) StatusCode, pub(super) String);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+pub(super) type Answer = Result<Response, Refused>;
+
+/// A JSON body, or a 400 that shows the expected shape.
+pub(super) fn body<T>(given: Result<Json<T>, JsonRejection>, shape: &str) -> Result<T, Refused> {
+    given.map(|Json(t)| t).map_err(|e| {
+        Refused(
+            StatusCode::BAD_REQUEST,
+            format!("{}; expected {shape}", e.body_text()),
+        )
+    })
 }

@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::app::{error, App, Camera};
+use super::app::{body, error, Answer, App, Camera, Refused};
 use crate::dataset::samples::{self, SampleError};
 use crate::review::ReviewError;
 
@@ -47,27 +47,6 @@ pub(super) fn routes() -> Router<App> {
 
 /// Most ids or names one request may name.
 const MAX_NAMES: usize = 1000;
-
-/// A request refused, answered as `{"error": ...}` with its status.
-struct Refused(StatusCode, String);
-
-impl IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        error(self.0, self.1)
-    }
-}
-
-type Answer = Result<Response, Refused>;
-
-/// A JSON body, or a 400 that shows the expected shape.
-fn body<T>(given: Result<Json<T>, JsonRejection>, shape: &str) -> Result<T, Refused> {
-    given.map(|Json(t)| t).map_err(|e| {
-        Refused(
-            StatusCode::BAD_REQUEST,
-            format!("{}; expected {shape}", e.body_text()),
-        )
-    })
-}
 
 /// Runs file work off the runtime's worker.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -122,13 +101,13 @@ async fn review(camera: Camera) -> Response {
         (entries, queue.used())
     })
     .await;
-    let s = camera.0.teach.review_queue().map(|q| q.settings().clone());
+    let s = camera.0.teach.review_queue().map(|q| q.settings());
     Json(json!({
         "enabled": true,
         "entries": entries,
         "used_bytes": used,
-        "max_bytes": s.as_ref().map(|s| s.max_bytes),
-        "keep": s.as_ref().map(|s| s.keep),
+        "max_bytes": s.map(|s| s.max_bytes),
+        "keep": s.map(|s| s.keep),
     }))
     .into_response()
 }

@@ -285,17 +285,9 @@ async fn capture(
     Camera(camera): Camera,
     body: Result<Json<CaptureRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "{}; expected {{\"label\": \"cat\", \"count\": 5}}",
-                    e.body_text()
-                ),
-            )
-        }
+    let req = match super::app::body(body, r#"{"label": "cat", "count": 5}"#) {
+        Ok(r) => r,
+        Err(refused) => return refused.into_response(),
     };
     if !(1..=100).contains(&req.count) || req.interval_ms > 10_000 {
         return error(

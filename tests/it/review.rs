@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{fixture, path_arg};
-use crate::service::{get, get_json, post_json, service_with, wait_until};
+use crate::service::{get, get_json, post_json, replay_service_at, wait_until};
 
 /// The review queue's folder of a dataset folder.
 fn review_dir(data: &Path) -> std::path::PathBuf {
@@ -58,19 +57,11 @@ fn review_service(
     review: &str,
     env: &[(&str, &str)],
 ) -> (crate::harness::Background, u16) {
-    let f = fixture();
     let config = data.with_extension("toml");
     std::fs::write(&config, format!("[review]\n{review}\n")).unwrap();
-    let frames = path_arg("dir:", &f.frames);
-    service_with(
+    replay_service_at(
+        fps,
         &[
-            "--head",
-            f.head.to_str().unwrap(),
-            "--source",
-            &frames,
-            "--loop",
-            "--replay-fps",
-            fps,
             "--data",
             data.to_str().unwrap(),
             "--config",

@@ -89,6 +89,16 @@ fn classified(port: u16) -> f64 {
 
 /// The service on the fixture's frames replayed in a loop at 10 frames/s, plus `extra` flags.
 fn replay_service(extra: &[&str]) -> (Background, u16) {
+    replay_service_at("10", extra, &[])
+}
+
+/// The service on the fixture's frames replayed in a loop at `fps`, with its head, plus
+/// `extra` flags and `env`.
+pub(crate) fn replay_service_at(
+    fps: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Background, u16) {
     let f = fixture();
     let frames = path_arg("dir:", &f.frames);
     let mut args = vec![
@@ -98,10 +108,10 @@ fn replay_service(extra: &[&str]) -> (Background, u16) {
         &frames,
         "--loop",
         "--replay-fps",
-        "10",
+        fps,
     ];
     args.extend_from_slice(extra);
-    service(&args)
+    service_with(&args, env)
 }
 
 #[test]
