@@ -89,7 +89,7 @@ impl Pipeline {
 
     /// Threads the backbone uses per picture; see [`Extractor::set_threads`]. Set before the
     /// backbone is [shared](Pipeline::share): a shared one keeps its threads.
-    pub fn set_threads(&mut self, threads: usize) {
+    pub fn set_threads(&mut self, threads: impl Into<crate::model::Threads>) {
         match Arc::get_mut(&mut self.extractor) {
             Some(extractor) => extractor.set_threads(threads),
             None => debug_assert!(false, "threads are set before the backbone is shared"),

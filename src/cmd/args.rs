@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use edge_tl::dataset::EmbedOptions;
+use edge_tl::model::Threads;
 use edge_tl::settings::bounds::{self, flag};
 use edge_tl::settings::{RunLayer, RunSettings, Secret};
 use edge_tl::source::{PixelFormat, Size, SourceSpec};
@@ -24,22 +25,18 @@ pub struct ModelArg {
 /// Threads per picture, for commands that run pictures one after another.
 #[derive(Debug, Clone, Args)]
 pub struct ThreadsArg {
-    /// Threads the backbone uses for each picture [default: all cores]
-    #[arg(long, short = 't', env = "EDGE_TL_THREADS", value_name = "N",
-          value_parser = flag::<usize>(bounds::THREADS))]
-    pub threads: Option<usize>,
+    /// Threads the backbone uses for each picture, or `auto`: from 1 up to every core,
+    /// whichever measures fastest [default: auto]
+    #[arg(long, short = 't', env = "EDGE_TL_THREADS", value_name = "N|auto",
+          value_parser = bounds::threads_flag)]
+    pub threads: Option<Threads>,
 }
 
 impl ThreadsArg {
-    /// The count asked for, else all cores.
-    pub fn resolve(&self) -> usize {
-        all_cores_unless(self.threads)
+    /// The count asked for, else measured.
+    pub fn resolve(&self) -> Threads {
+        self.threads.unwrap_or_else(Threads::auto)
     }
-}
-
-/// `n`, or every core when `None`.
-pub fn all_cores_unless(n: Option<usize>) -> usize {
-    n.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Embedding settings shared by train and eval.

@@ -15,7 +15,7 @@ use edge_tl::dataset::{embed_dataset, Dataset, EmbedOptions};
 use edge_tl::head::train::{train, HeadKind, TrainParams};
 use edge_tl::head::{Backbone, LogisticParams};
 use edge_tl::metrics::percentile;
-use edge_tl::model::{Extractor, Outputs};
+use edge_tl::model::{Extractor, Outputs, Threads};
 use edge_tl::preprocess::{decode_file, to_input};
 use edge_tl::settings::bounds::{self, flag};
 
@@ -25,6 +25,9 @@ struct Report {
     model_path: PathBuf,
     pictures: usize,
     rounds: usize,
+    /// `1`, `2`... or `auto`: the `--threads` asked for.
+    threads_setting: String,
+    /// Threads per picture at the end (with `auto`, the count it had chosen).
     threads: usize,
     /// Whose kernels ran the convolutions: `avx512`, `avx2`, `neon`, `portable` or `tract`.
     kernels: String,
@@ -76,10 +79,11 @@ pub struct Flags {
     json: bool,
     #[command(flatten)]
     model: ModelArg,
-    /// Threads the backbone uses for each picture
-    #[arg(long, short = 't', env = "EDGE_TL_THREADS", default_value_t = 1, value_name = "N",
-          value_parser = flag::<usize>(bounds::THREADS))]
-    threads: usize,
+    /// Threads the backbone uses for each picture, or `auto` (as `run` by default: from 1 up
+    /// to every core, whichever measures fastest)
+    #[arg(long, short = 't', env = "EDGE_TL_THREADS", default_value = "1", value_name = "N|auto",
+          value_parser = bounds::threads_flag)]
+    threads: Threads,
 }
 
 pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
@@ -139,6 +143,8 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
             extract_ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
+    // Before the training measurement embeds a dataset on several threads at once.
+    let threads_at_the_end = extractor.threads();
     let train_data = train_data.unwrap_or_else(|| super::shared_dir().join("data/catsdogs/train"));
     let opened = (!args.no_train).then(|| Dataset::open(&train_data));
     let (train_samples, train_ms) = match opened {
@@ -186,7 +192,11 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
         model_path: model.path.clone(),
         pictures: inputs.len(),
         rounds,
-        threads: args.threads,
+        threads_setting: match args.threads {
+            Threads::Auto { .. } => "auto".to_string(),
+            Threads::Fixed(n) => n.to_string(),
+        },
+        threads: threads_at_the_end,
         kernels: model.kernels.to_string(),
         cpu_flags: edge_tl::model::cpu_vector_flags(),
         fused_convolutions: extractor.fused_convolutions(),
@@ -217,12 +227,15 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
         println!("load                  {:.0} ms", report.load_ms);
         println!("start-up to 1st pred  {:.0} ms", report.first_prediction_ms);
         println!(
-            "extract ({} thread{})  p50 {:.1} ms, p90 {:.1} ms over {} runs",
-            report.threads,
-            if report.threads == 1 { "" } else { "s" },
+            "extract ({})  p50 {:.1} ms, p90 {:.1} ms over {} runs{}",
+            args.threads,
             report.extract_ms_p50,
             report.extract_ms_p90,
-            extract_ms.len()
+            extract_ms.len(),
+            match args.threads {
+                Threads::Auto { .. } => format!("; on {} at the end", report.threads),
+                Threads::Fixed(_) => String::new(),
+            }
         );
         println!(
             "decode+resize         p50 {:.1} ms",
@@ -236,8 +249,12 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
         }
         if let Some(l) = &report.camera_loop {
             println!(
-                "camera loop           {:.1} frames/s over {} frames of {}",
-                l.fps, l.frames, l.stream
+                "camera loop           {:.1} frames/s over {} frames of {} ({} thread{} at the end)",
+                l.fps,
+                l.frames,
+                l.stream,
+                l.threads,
+                if l.threads == 1 { "" } else { "s" }
             );
             println!(
                 "  per stage p50       decode {:.1} ms, resize {:.1} ms, extract {:.1} ms, head {:.2} ms",

@@ -23,6 +23,8 @@ pub struct LoopReport {
     pub stream: String,
     pub frames: u64,
     pub fps: f64,
+    /// Threads per picture at the end (with `auto`, the count it had chosen).
+    pub threads: usize,
     pub decode_ms_p50: f64,
     pub resize_ms_p50: f64,
     pub extract_ms_p50: f64,
@@ -54,7 +56,7 @@ pub fn measure(
     stream: Option<&Path>,
     photos: &[PathBuf],
     frames: u64,
-    threads: usize,
+    threads: edge_tl::model::Threads,
 ) -> anyhow::Result<LoopReport> {
     let tmp = tempfile::tempdir()?;
     let (path, label) = match stream {
@@ -99,6 +101,7 @@ pub fn measure(
         stream: label,
         frames: summary.classified,
         fps: summary.classified as f64 / elapsed,
+        threads: cameras[0].pipeline.extractor().threads(),
         decode_ms_p50: stage(|l| l.stages.decode),
         resize_ms_p50: stage(|l| l.stages.resize),
         extract_ms_p50: stage(|l| l.stages.extract),

@@ -43,7 +43,7 @@ pub fn classify(
     top: usize,
     json: bool,
     model: Option<&str>,
-    threads: usize,
+    threads: edge_tl::model::Threads,
 ) -> anyhow::Result<ExitCode> {
     let model = super::resolve_model(model, None)?;
     let mut pipeline =

@@ -9,9 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use super::args::{all_cores_unless, ModelArg, SourceArgs};
+use super::args::{ModelArg, SourceArgs};
 use super::run_services::Services;
 use edge_tl::live::{run_loop, HeadWatcher, LiveCamera};
+use edge_tl::model::Threads;
 use edge_tl::pipeline::Pipeline;
 use edge_tl::settings::bounds::{self, flag};
 use edge_tl::settings::{
@@ -73,10 +74,12 @@ pub struct Flags {
     cameras: Vec<String>,
     #[command(flatten)]
     model: ModelArg,
-    /// Threads the backbone uses for each picture [default: all cores]
-    #[arg(long, short = 't', env = "EDGE_TL_THREADS", value_name = "N",
-          value_parser = flag::<usize>(bounds::THREADS))]
-    threads: Option<usize>,
+    /// Threads the backbone uses for each picture, or `auto`: from 1 up to every core,
+    /// whichever measures fastest on the frames now (tried again every 900 frames and when the
+    /// load changes) [default: auto]
+    #[arg(long, short = 't', env = "EDGE_TL_THREADS", value_name = "N|auto",
+          value_parser = bounds::threads_flag)]
+    threads: Option<Threads>,
     #[command(flatten)]
     service: ServiceArgs,
 }
@@ -224,7 +227,7 @@ const HEAD_CHECK: Duration = Duration::from_millis(500);
 
 pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
     let settings = flags.settings()?;
-    let threads = all_cores_unless(settings.threads);
+    let threads = settings.threads;
     let stop = super::stop_flag()?;
     let mut backbone = load_backbone(&settings)?;
     backbone.set_threads(threads);
@@ -241,7 +244,7 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
                 }
             })?;
         eprintln!(
-            "classifying {}{} into {} labels on {} thread{}; Ctrl-C stops",
+            "classifying {}{} into {} labels on {}; Ctrl-C stops",
             camera
                 .name
                 .as_ref()
@@ -249,7 +252,6 @@ pub fn run(flags: Flags) -> anyhow::Result<ExitCode> {
             source.describe(),
             pipeline.labels().len(),
             threads,
-            if threads == 1 { "" } else { "s" }
         );
         cameras.push(LiveCamera {
             name: camera.name.clone(),

@@ -13,6 +13,7 @@ use crate::error::ModelError;
 use crate::model::input::{InputTensor, TensorData};
 use crate::model::manifest::Manifest;
 use crate::model::store::ResolvedModel;
+use crate::model::threads::{Threads, Tuner};
 
 /// Which outputs the plan computes: cutting at the embedding skips the classifier layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +38,14 @@ pub struct Extractor {
     model: ResolvedModel,
     plan: Arc<TypedRunnableModel>,
     logits: bool,
-    /// Threads tract's matrix products and element-wise kernels use for one picture.
-    executor: Executor,
-    threads: usize,
+    /// How many threads run a picture, as asked.
+    threads: Threads,
+    /// One executor per count `threads` may run with ([`Threads::candidates`], fewest first):
+    /// tract's matrix products and the fused convolutions split a picture over its pool.
+    executors: Vec<Executor>,
+    /// Chooses among `executors` by timing the pictures ([`Threads::Auto`]); `None` when
+    /// there is one.
+    tuner: Option<std::sync::Mutex<Tuner>>,
     /// Convolutions running on edge-tl's kernels instead of tract's.
     fused: usize,
     /// Run states kept between pictures: a fresh state per run costs as much as a third of
@@ -55,6 +61,7 @@ impl std::fmt::Debug for Extractor {
             .field("model", &self.model.manifest.name)
             .field("logits", &self.logits)
             .field("threads", &self.threads)
+            .field("running_on", &self.threads())
             .finish()
     }
 }
@@ -101,24 +108,33 @@ impl Extractor {
             model: model.clone(),
             plan,
             logits: logits.is_some(),
-            executor: Executor::SingleThread,
-            threads: 1,
+            threads: Threads::Fixed(1),
+            executors: vec![Executor::SingleThread],
+            tuner: None,
             fused,
             states: Default::default(),
         })
     }
 
-    /// Runs each picture on `threads` threads (1 = on the caller's thread only). Worth it for
-    /// one stream of pictures (the camera loop); datasets are embedded a picture per thread.
-    pub fn set_threads(&mut self, threads: usize) {
-        let threads = threads.max(1);
-        if threads != self.threads {
-            self.threads = threads;
-            self.executor = match threads {
-                1 => Executor::SingleThread,
-                n => Executor::multithread_with_name(n, "edge-tl-extract"),
-            };
+    /// Runs each picture on `threads` threads (1 = on the caller's thread only), or on as many
+    /// as measure fastest ([`Threads::Auto`]). Worth it for one stream of pictures (the camera
+    /// loop); datasets are embedded a picture per thread. The tuner of `Auto` times pictures
+    /// run one after another; pictures run at once from several threads blur its times.
+    pub fn set_threads(&mut self, threads: impl Into<Threads>) {
+        let threads = threads.into();
+        if threads == self.threads {
+            return;
         }
+        let counts = threads.candidates();
+        self.executors = counts
+            .iter()
+            .map(|n| match n {
+                1 => Executor::SingleThread,
+                &n => Executor::multithread_with_name(n, "edge-tl-extract"),
+            })
+            .collect();
+        self.tuner = (counts.len() > 1).then(|| std::sync::Mutex::new(Tuner::new(counts)));
+        self.threads = threads;
     }
 
     /// How many convolutions run on edge-tl's fused kernels (0: tract's plan throughout).
@@ -126,8 +142,19 @@ impl Extractor {
         self.fused
     }
 
-    /// Threads per picture.
+    /// Threads the next picture runs on (with [`Threads::Auto`], the count chosen now).
     pub fn threads(&self) -> usize {
+        match &self.tuner {
+            Some(tuner) => lock(tuner).threads(),
+            None => match self.threads {
+                Threads::Fixed(n) => n,
+                Threads::Auto { .. } => 1,
+            },
+        }
+    }
+
+    /// The thread setting, as asked.
+    pub fn thread_setting(&self) -> Threads {
         self.threads
     }
 
@@ -151,9 +178,17 @@ impl Extractor {
             Some(s) => s,
             None => self.plan.spawn().map_err(err("starting a run"))?,
         };
+        let index = self.tuner.as_ref().map_or(0, |t| lock(t).current());
+        let start = std::time::Instant::now();
         let outputs = self
-            .on_executor(|| state.run(tvec!(tensor.into_tvalue())))
+            .on_executor(index, || state.run(tvec!(tensor.into_tvalue())))
             .map_err(err("running the network"))?;
+        if let Some(tuner) = &self.tuner {
+            let choice = lock(tuner).record(index, start.elapsed().as_secs_f64());
+            if let Some(choice) = choice {
+                log::info!("{}: running {choice}", m.name);
+            }
+        }
         self.states
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -186,9 +221,10 @@ impl Extractor {
     /// costs no hand-over and no wait. Called from outside the pool, every op would hand its
     /// work over and sleep until it came back: measured beside a busy loop on the other core,
     /// that made 2 threads slower than 1.
-    fn on_executor<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        let scoped = || multithread_tract_scope(self.executor.clone(), f);
-        match &self.executor {
+    fn on_executor<R: Send>(&self, index: usize, f: impl FnOnce() -> R + Send) -> R {
+        let executor = &self.executors[index];
+        let scoped = || multithread_tract_scope(executor.clone(), f);
+        match executor {
             Executor::MultiThread(pool) => pool.install(scoped),
             _ => scoped(),
         }
@@ -202,9 +238,11 @@ impl Extractor {
         let tensor = to_tensor(input).map_err(err("building the input tensor"))?;
         let mut totals: std::collections::HashMap<String, (f64, usize)> = Default::default();
         let runs = runs.max(1);
+        // On the count running now; the tuner is not told (the profile's timing is its own).
+        let index = self.tuner.as_ref().map_or(0, |t| lock(t).current());
         for _ in 0..runs {
             let mut state = self.plan.spawn().map_err(err("starting a run"))?;
-            self.on_executor(|| {
+            self.on_executor(index, || {
                 state.run_plan_with_eval(
                     tvec!(tensor.clone().into_tvalue()),
                     |ctx, st, node, inputs| {
@@ -230,6 +268,12 @@ impl Extractor {
         ops.sort_by(|a, b| b.ms.total_cmp(&a.ms));
         Ok(ops)
     }
+}
+
+/// The tuner's lock; a panic while it was held left no half-made choice (each `record` leaves
+/// it consistent), so a poisoned lock is used as it is.
+fn lock(tuner: &std::sync::Mutex<Tuner>) -> std::sync::MutexGuard<'_, Tuner> {
+    tuner.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Time spent in one kind of operator per run.

@@ -11,8 +11,10 @@ pub mod layers;
 pub mod manifest;
 pub mod pull;
 pub mod store;
+pub mod threads;
 
 pub use extractor::{Extractor, Features, Outputs};
 pub use kernels::{cpu_vector_flags, Isa, Kernels};
 pub use manifest::Manifest;
 pub use store::{ModelDirs, ResolvedModel};
+pub use threads::Threads;

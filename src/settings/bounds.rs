@@ -6,6 +6,8 @@
 use std::fmt::Display;
 use std::str::FromStr;
 
+use crate::model::Threads;
+
 /// A closed range of a numeric setting, with what a value means when that needs saying.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bounds {
@@ -110,6 +112,17 @@ pub fn flag<T: Number>(bounds: Bounds) -> impl Fn(&str) -> Result<T, String> + C
     }
 }
 
+/// A `--threads` value: `auto` ([`Threads::auto`]: measured, from 1 up to every core) or a
+/// count within [`THREADS`].
+pub fn threads_flag(s: &str) -> Result<Threads, String> {
+    if s.trim() == "auto" {
+        return Ok(Threads::auto());
+    }
+    flag::<usize>(THREADS)(s)
+        .map(Threads::Fixed)
+        .map_err(|e| e.replacen("not a number;", "not a number or `auto`;", 1))
+}
+
 /// Ranges of the settings of `run` (flags and settings file alike).
 pub const THRESHOLD: Bounds = Bounds::new(0.0, 1.0);
 pub const SMOOTH: Bounds = Bounds::new(1.0, 1000.0).note("(1 = no smoothing)");
@@ -187,6 +200,16 @@ mod tests {
 
     #[test]
     fn flag_parsers_refuse_what_is_not_a_number() {
+        assert_eq!(threads_flag("4"), Ok(Threads::Fixed(4)));
+        assert_eq!(threads_flag("auto"), Ok(Threads::auto()));
+        assert_eq!(
+            threads_flag("many").unwrap_err(),
+            "not a number or `auto`; must be between 1 and 256"
+        );
+        assert_eq!(
+            threads_flag("0").unwrap_err(),
+            "must be between 1 and 256 (got 0)"
+        );
         let threads = flag::<usize>(THREADS);
         assert_eq!(threads("4"), Ok(4));
         assert_eq!(

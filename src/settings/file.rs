@@ -8,7 +8,7 @@
 //! source_password_file = "/etc/edge-tl/camera-password"  # or source_password = "..."
 //! model = "mobilenet-v2-f32"
 //! head = "/var/lib/edge-tl/home.head"
-//! threads = 4
+//! threads = 4                 # leave out: measured, 1 up to every core
 //! data = "/var/lib/edge-tl/dataset"
 //! region = "0.25,0.1,0.5,0.6"  # x,y,w,h: the part of the frame the page's Train teaches on
 //!
@@ -311,7 +311,8 @@ impl FileSettings {
             source_password,
             model: self.model,
             head: self.head,
-            threads: checked(self.threads, "threads", &bounds::THREADS, path)?,
+            threads: checked(self.threads, "threads", &bounds::THREADS, path)?
+                .map(crate::model::Threads::Fixed),
             watch_head: self.watch_head,
             data: self.data,
             region: parsed(self.region, "region", path)?,
@@ -495,7 +496,7 @@ duplicate = 0.95
     #[test]
     fn every_key_parses_into_its_type() {
         let c = parse(FULL).unwrap();
-        assert_eq!(c.threads, Some(4));
+        assert_eq!(c.threads, Some(crate::model::Threads::Fixed(4)));
         assert_eq!(c.region, Some("0.25,0.1,0.5,0.6".parse().unwrap()));
         assert_eq!(
             c.review,

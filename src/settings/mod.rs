@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::live::LiveOptions;
+use crate::model::Threads;
 use crate::region::Region;
 use crate::review::{ReviewSettings, SelectSettings};
 use crate::sink::mqtt::MqttSettings;
@@ -35,7 +36,7 @@ pub struct RunLayer {
     pub cameras: Option<Vec<CameraLayer>>,
     pub model: Option<String>,
     pub head: Option<PathBuf>,
-    pub threads: Option<usize>,
+    pub threads: Option<Threads>,
     pub watch_head: Option<bool>,
     pub data: Option<PathBuf>,
     pub region: Option<Region>,
@@ -340,8 +341,8 @@ pub struct RunSettings {
     /// Backbone name or path; `None`: the head's backbone, else the default one.
     pub model: Option<String>,
     pub head: Option<PathBuf>,
-    /// Threads per picture; `None`: all cores.
-    pub threads: Option<usize>,
+    /// Threads per picture; unless set, [`Threads::auto`] (measured).
+    pub threads: Threads,
     pub watch_head: bool,
     /// Dataset folder the page's captures go to.
     pub data: PathBuf,
@@ -529,7 +530,7 @@ impl RunSettings {
             source_options,
             model: layer.model,
             head: layer.head,
-            threads: layer.threads,
+            threads: layer.threads.unwrap_or_else(Threads::auto),
             watch_head: layer.watch_head.unwrap_or(true),
             data,
             live,

@@ -1,7 +1,7 @@
 //! edge-tl's fused convolutions (`model::fast_conv`) against tract's own plan, on the real
 //! backbones and photos: same embeddings up to rounding, same ImageNet answers.
 
-use edge_tl::model::{Extractor, Isa, Kernels, Outputs, ResolvedModel};
+use edge_tl::model::{Extractor, Isa, Kernels, Outputs, ResolvedModel, Threads};
 use edge_tl::preprocess;
 
 use crate::common::{data, shared};
@@ -103,6 +103,20 @@ fn fused_kernels_agree_with_tracts_plan() {
                         one.embedding,
                         "{isa:?}"
                     );
+                }
+                // Measured threads (run's default) switch counts between pictures: the first
+                // 11 pictures run on 2 threads, the next 11 on 1, then on the faster; every
+                // one has the same bits as on one thread.
+                if Some(isa) == Isa::best() {
+                    fused.set_threads(Threads::Auto { most: 2 });
+                    let mut ran_on = std::collections::BTreeSet::new();
+                    for _ in 0..2 {
+                        for (input, one) in inputs.iter().zip(&one) {
+                            ran_on.insert(fused.threads());
+                            assert_eq!(fused.run(input).unwrap().embedding, one.embedding);
+                        }
+                    }
+                    assert_eq!(ran_on, [1, 2].into(), "{isa:?}");
                 }
             }
         }

@@ -108,7 +108,7 @@ fn bad_numbers_are_refused_as_flags_with_the_flag_the_value_and_the_range() {
             run_with("--threads=four"),
             "--threads",
             "four",
-            "not a number; must be between 1 and 256",
+            "not a number or `auto`; must be between 1 and 256",
         ),
         (
             vec![
