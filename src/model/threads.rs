@@ -70,6 +70,10 @@ pub const TRY: usize = 9;
 /// Pictures run on the chosen count before all are tried again (30 s at 30 frames/s): the
 /// trying costs [`SETTLE`] + [`TRY`] pictures per other candidate, about 1% of the time.
 pub const KEEP: usize = 900;
+/// Pictures run on the first choice before the second round of trying: the first round runs
+/// while the process is cold (first runs of each pool's threads, fresh buffers), which made a
+/// quiet 2-core EPYC choose 1 thread over 2 that were 35% faster (`bench.py`, 2026-12-02).
+pub const FIRST_KEEP: usize = 60;
 /// Pictures whose median is compared with what the chosen count took when it was chosen.
 pub const WINDOW: usize = 30;
 /// A median this many times slower or faster than expected means the load changed: try again.
@@ -86,6 +90,8 @@ pub struct Tuner {
     /// Index into `counts` of the count running now.
     current: usize,
     phase: Phase,
+    /// Choices made so far (the first is kept only [`FIRST_KEEP`] pictures).
+    choices: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +136,7 @@ impl Tuner {
         assert!(!counts.is_empty(), "a tuner needs a count to choose");
         let mut tuner = Tuner {
             current: 0,
+            choices: 0,
             counts,
             phase: Phase::Keeping {
                 expected: 0.0,
@@ -202,6 +209,7 @@ impl Tuner {
                         .collect(),
                 };
                 self.current = chosen;
+                self.choices += 1;
                 self.phase = Phase::Keeping {
                     expected: medians[chosen],
                     recent: Vec::with_capacity(WINDOW),
@@ -216,7 +224,8 @@ impl Tuner {
             } => {
                 *pictures += 1;
                 recent.push(secs);
-                let mut again = *pictures >= KEEP;
+                let keep = if self.choices == 1 { FIRST_KEEP } else { KEEP };
+                let mut again = *pictures >= keep;
                 if recent.len() == WINDOW {
                     let now = median(recent);
                     recent.clear();
@@ -307,7 +316,14 @@ mod tests {
             choices[0].to_string(),
             "2 thread(s) per picture (median 20.0 ms on 1, 11.0 ms on 2, 12.0 ms on 4)"
         );
-        // It keeps 2 for KEEP pictures, then tries again and, nothing having changed, keeps 2.
+        // It keeps 2 for FIRST_KEEP pictures (the first round ran cold), tries again, keeps 2
+        // for KEEP pictures, then tries again and, nothing having changed, keeps 2.
+        let (ran, choices) = drive(&mut tuner, FIRST_KEEP, times);
+        assert_eq!(ran, [(2, FIRST_KEEP)].into());
+        assert!(choices.is_empty());
+        let (ran, choices) = drive(&mut tuner, 3 * (SETTLE + TRY), times);
+        assert_eq!(ran, [(1, 11), (2, 11), (4, 11)].into());
+        assert_eq!(choices[0].threads, 2);
         let (ran, choices) = drive(&mut tuner, KEEP, times);
         assert_eq!(ran, [(2, KEEP)].into());
         assert!(choices.is_empty());
@@ -365,12 +381,15 @@ mod tests {
         let mut k = 0u32;
         // Alternating +-10% around each count's time: a window's median and a try's can differ
         // by 1.1 / 0.9 = 1.22, under CHANGED.
-        let (_, choices) = drive(&mut tuner, 2 * (SETTLE + TRY) + KEEP - 1, |n| {
+        let mut time = |n: usize| {
             k += 1;
             let wobble = if k % 2 == 0 { 1.1 } else { 0.9 };
             (if n == 1 { 0.020 } else { 0.010 }) * wobble
-        });
-        assert_eq!(choices.len(), 1);
+        };
+        let (_, choices) = drive(&mut tuner, 2 * (2 * (SETTLE + TRY)) + FIRST_KEEP, &mut time);
+        assert_eq!(choices.len(), 2, "the first choice and the warm second one");
+        let (_, choices) = drive(&mut tuner, KEEP - 1, &mut time);
+        assert!(choices.is_empty(), "{choices:?}");
         assert_eq!(tuner.threads(), 2);
     }
 
