@@ -383,7 +383,7 @@ mod tests {
         // by 1.1 / 0.9 = 1.22, under CHANGED.
         let mut time = |n: usize| {
             k += 1;
-            let wobble = if k % 2 == 0 { 1.1 } else { 0.9 };
+            let wobble = if k.is_multiple_of(2) { 1.1 } else { 0.9 };
             (if n == 1 { 0.020 } else { 0.010 }) * wobble
         };
         let (_, choices) = drive(&mut tuner, 2 * (2 * (SETTLE + TRY)) + FIRST_KEEP, &mut time);
