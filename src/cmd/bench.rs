@@ -249,12 +249,11 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
         }
         if let Some(l) = &report.camera_loop {
             println!(
-                "camera loop           {:.1} frames/s over {} frames of {} ({} thread{} at the end)",
+                "camera loop           {:.1} frames/s over {} frames of {} ({} at the end)",
                 l.fps,
                 l.frames,
                 l.stream,
-                l.threads,
-                if l.threads == 1 { "" } else { "s" }
+                Threads::Fixed(l.threads)
             );
             println!(
                 "  per stage p50       decode {:.1} ms, resize {:.1} ms, extract {:.1} ms, head {:.2} ms",

@@ -334,26 +334,22 @@ mod tests {
 
     #[test]
     fn more_threads_must_be_worth_it() {
+        // The first choice between 1 thread at 10 ms and 2 threads at `two` seconds.
+        let choose = |two: f64| {
+            let mut tuner = Tuner::new(vec![1, 2]);
+            let (_, choices) = drive(&mut tuner, 2 * (SETTLE + TRY), |n| {
+                if n == 1 {
+                    0.0100
+                } else {
+                    two
+                }
+            });
+            choices[0].threads
+        };
         // 2 threads 3% faster than 1: not worth a second busy core.
-        let mut tuner = Tuner::new(vec![1, 2]);
-        let (_, choices) = drive(&mut tuner, 2 * (SETTLE + TRY), |n| {
-            if n == 1 {
-                0.0100
-            } else {
-                0.0097
-            }
-        });
-        assert_eq!(choices[0].threads, 1);
+        assert_eq!(choose(0.0097), 1);
         // 10% faster: worth it.
-        let mut tuner = Tuner::new(vec![1, 2]);
-        let (_, choices) = drive(&mut tuner, 2 * (SETTLE + TRY), |n| {
-            if n == 1 {
-                0.0100
-            } else {
-                0.0090
-            }
-        });
-        assert_eq!(choices[0].threads, 2);
+        assert_eq!(choose(0.0090), 2);
     }
 
     #[test]
