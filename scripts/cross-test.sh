@@ -19,7 +19,9 @@ cargo build --release --target "$target"
 echo "release build for $target: $(( $(date +%s) - start )) s"
 bin="$target_dir/$target/release/edge-tl"
 echo "binary size: $(stat -c %s "$bin") bytes ($target, stripped)"
-cargo build
+# The same features as scripts/test.sh's test build, so this is that build's binary rather than a
+# second build of tract on x86 (`grad` changes the features of half and num-complex under it).
+cargo build --features grad
 python3 scripts/cross_compare.py "$target_dir/debug/edge-tl" "$runner $bin"
 if [ "${2:-}" = "--unit" ]; then
   start=$(date +%s)

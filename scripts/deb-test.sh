@@ -18,9 +18,10 @@ out=$(mktemp -d)
 cleanup() { dpkg -P edge-tl >/dev/null 2>&1 || true; rm -rf "$out"; }
 trap cleanup EXIT
 fail() { echo "deb test FAILED: $1"; exit 1; }
-cargo build
-# The test profile's binary is packaged here (the release build of x86 would be another full
-# tract build); `cargo deb` without --profile makes the release package.
+# The test profile's binary, with scripts/test.sh's features, is packaged here (the release build
+# of x86, or one with other features, would be another full tract build); `cargo deb` without
+# --profile makes the release package.
+cargo build --features grad
 quiet_deb() { cargo deb --no-build "$@" 2>&1 | grep -v "dev profile is not supported\|To enable debug symbols" || true; }
 quiet_deb --profile dev -o "$out/edge-tl-1.deb"
 quiet_deb --profile dev --deb-version 0.1.1-1 -o "$out/edge-tl-2.deb"

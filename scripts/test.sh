@@ -12,8 +12,10 @@ export EDGE_TL_SHARED="${EDGE_TL_SHARED:-$(cd .. && pwd)/shared}"
 # No two modules of src/ import each other.
 python3 scripts/check-imports.py
 cargo test --all-targets --features grad
+echo "test build and run: ${SECONDS} s"
 # The lean build (no HTTP service, no MQTT, no async runtime) must keep compiling.
 cargo check --no-default-features --all-targets
+echo "lean check done: ${SECONDS} s"
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 python3 scripts/check_onnxruntime.py "$target_dir/debug/edge-tl"
 bash scripts/check-systemd.sh "$target_dir/debug/edge-tl"
