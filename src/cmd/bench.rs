@@ -35,6 +35,8 @@ struct Report {
     cpu_flags: String,
     /// Convolutions on edge-tl's fused kernels (0 with `EDGE_TL_KERNELS=tract`).
     fused_convolutions: usize,
+    /// QDQ pairs folded into a fused convolution, and left alone (int8 files).
+    fused_grids: (usize, usize),
     load_ms: f64,
     first_prediction_ms: f64,
     extract_ms_p50: f64,
@@ -200,6 +202,7 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
         kernels: model.kernels.to_string(),
         cpu_flags: edge_tl::model::cpu_vector_flags(),
         fused_convolutions: extractor.fused_convolutions(),
+        fused_grids: extractor.fused_grids(),
         load_ms,
         first_prediction_ms: first_prediction_ms.unwrap_or(f64::NAN),
         extract_ms_p50: percentile(&mut extract_ms, 0.5),
@@ -220,9 +223,15 @@ pub fn run(args: Flags) -> anyhow::Result<ExitCode> {
             report.model_path.display()
         );
         println!(
-            "kernels               {} on a CPU with {}; {} fused convolutions \
+            "kernels               {} on a CPU with {}; {} fused convolutions{} \
              (EDGE_TL_KERNELS=avx512|avx2|neon|portable|tract forces a path)",
-            report.kernels, report.cpu_flags, report.fused_convolutions
+            report.kernels,
+            report.cpu_flags,
+            report.fused_convolutions,
+            match report.fused_grids {
+                (0, 0) => String::new(),
+                (folded, alone) => format!(", 8-bit grids: {folded} folded, {alone} alone"),
+            }
         );
         println!("load                  {:.0} ms", report.load_ms);
         println!("start-up to 1st pred  {:.0} ms", report.first_prediction_ms);

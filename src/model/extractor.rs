@@ -46,8 +46,8 @@ pub struct Extractor {
     /// Chooses among `executors` by timing the pictures ([`Threads::Auto`]); `None` when
     /// there is one.
     tuner: Option<std::sync::Mutex<Tuner>>,
-    /// Convolutions running on edge-tl's kernels instead of tract's.
-    fused: usize,
+    /// What runs on edge-tl's kernels instead of tract's.
+    fused: super::fast_conv::Rewritten,
     /// Run states kept between pictures: a fresh state per run costs as much as a third of
     /// the network's own time (buffers are sized and allocated on first use).
     states: std::sync::Mutex<Vec<TypedSimpleState>>,
@@ -98,7 +98,7 @@ impl Extractor {
             Kernels::Fused(isa) => {
                 super::fast_conv::rewrite(&mut typed, isa).map_err(tract("fusing convolutions"))?
             }
-            Kernels::Tract => 0,
+            Kernels::Tract => Default::default(),
         };
         let plan = typed
             .into_optimized()
@@ -139,7 +139,13 @@ impl Extractor {
 
     /// How many convolutions run on edge-tl's fused kernels (0: tract's plan throughout).
     pub fn fused_convolutions(&self) -> usize {
-        self.fused
+        self.fused.convolutions
+    }
+
+    /// How many QDQ pairs (the int8 files' rounding between layers) run folded into a fused
+    /// convolution, and how many as an op of their own; (0, 0) on tract's plan.
+    pub fn fused_grids(&self) -> (usize, usize) {
+        (self.fused.grids_folded, self.fused.grids_alone)
     }
 
     /// Threads the next picture runs on (with [`Threads::Auto`], the count chosen now).

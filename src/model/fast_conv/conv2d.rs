@@ -10,7 +10,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::cnn::{Conv, PaddingSpec};
 
 use super::depthwise;
-use super::graph::{clamp, concrete, f32_values, row_major_strides};
+use super::graph::{concrete, epilogue, f32_values, row_major_strides};
 use super::op::{padded_rows, Layout, Pad, Plan, TapConv};
 use super::{Found, MIN_POSITIONS};
 use crate::model::Isa;
@@ -175,7 +175,7 @@ pub(super) fn stem(model: &TypedModel, id: usize, isa: Isa) -> TractResult<Optio
         &cv.bias,
     );
     let (sh, sw) = (cv.sh, cv.sw);
-    let (last, lo, hi) = clamp(model, id.into());
+    let (last, lo, hi, grid) = epilogue(model, id.into());
     let op = TapConv {
         isa,
         kind: "EdgeTlStemConv",
@@ -199,6 +199,7 @@ pub(super) fn stem(model: &TypedModel, id: usize, isa: Isa) -> TractResult<Optio
         padded,
         lo,
         hi,
+        grid,
         input_shape: cv.x_shape,
         output_shape: cv.out_shape,
     };
@@ -244,7 +245,7 @@ pub(super) fn depthwise_conv(
         },
         &cv.bias,
     );
-    let (last, lo, hi) = clamp(model, id.into());
+    let (last, lo, hi, grid) = epilogue(model, id.into());
     let op = TapConv {
         isa,
         kind: "EdgeTlDepthwiseConv",
@@ -255,6 +256,7 @@ pub(super) fn depthwise_conv(
         padded,
         lo,
         hi,
+        grid,
         input_shape: cv.x_shape,
         output_shape: cv.out_shape,
     };

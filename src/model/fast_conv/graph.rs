@@ -1,5 +1,6 @@
 //! Reading tract's typed graph around a candidate node: concrete shapes and strides, constant
-//! values, a node's single consumer, and the `Max`/`Min` clamp that may follow it.
+//! values, a node's single consumer, and the `Max`/`Min` clamp and 8-bit grid that may
+//! follow it.
 //!
 //! What the matchers ([`super::pointwise`], [`super::conv2d`]) share; none of it decides
 //! whether a node is replaced.
@@ -54,8 +55,22 @@ pub(super) fn binary_with_const(
     fact.konst.clone()
 }
 
+/// What follows a convolution's bias, folded into it: the clamp ([`clamp`]) and then the
+/// 8-bit grid of a QDQ file ([`super::grid::following`]). Returns the last outlet folded,
+/// the clamp's bounds and the grid, the clamp included in its bounds.
+pub(super) fn epilogue(
+    model: &TypedModel,
+    outlet: OutletId,
+) -> (OutletId, f32, f32, Option<super::grid::Grid>) {
+    let (last, lo, hi) = clamp(model, outlet);
+    match super::grid::following(model, last) {
+        Some((last, grid)) => (last, lo, hi, Some(grid.after_clamp(lo, hi))),
+        None => (last, lo, hi, None),
+    }
+}
+
 /// Follows `outlet` through `Max(lo)` and `Min(hi)` with scalar constants, in either order.
-pub(super) fn clamp(model: &TypedModel, mut outlet: OutletId) -> (OutletId, f32, f32) {
+fn clamp(model: &TypedModel, mut outlet: OutletId) -> (OutletId, f32, f32) {
     let (mut lo, mut hi) = (f32::NEG_INFINITY, f32::INFINITY);
     for _ in 0..2 {
         let Some(next) = sole_consumer(model, outlet) else {

@@ -7,6 +7,7 @@
 //! is a broadcast of one input value against whole vectors of weights, and results are
 //! stored as whole vectors.
 
+use super::grid::{Grid, GridVectors};
 use super::simd::{self, Portable, Simd};
 use crate::model::Isa;
 
@@ -28,6 +29,55 @@ pub struct Weights<'a> {
     pub padded: usize,
     pub lo: f32,
     pub hi: f32,
+    /// The 8-bit grid every output is rounded to after the clamp (QDQ files, [`Grid`]). Its
+    /// bounds include the clamp's ([`Grid::after_clamp`]): the vector kernels clamp once, in
+    /// grid units, and do not read `lo` and `hi`.
+    pub grid: Option<Grid>,
+}
+
+impl Weights<'_> {
+    /// What one output of the scalar definitions becomes on its way out: clamped, then put
+    /// on the grid.
+    pub fn finish_one(&self, x: f32) -> f32 {
+        let x = x.max(self.lo).min(self.hi);
+        match &self.grid {
+            Some(grid) => grid.apply(x),
+            None => x,
+        }
+    }
+}
+
+/// The epilogue of the vector kernels, splatted once per tile: the clamp, or the grid with
+/// the clamp in its bounds ([`Grid::finish`]).
+pub(super) enum Finish<S: Simd> {
+    Clamp(S::V, S::V),
+    Grid(GridVectors<S>),
+}
+
+impl<S: Simd> Finish<S> {
+    /// # Safety
+    /// As [`Simd`]: the CPU has `S`'s features.
+    #[inline(always)]
+    pub(super) unsafe fn new(w: &Weights) -> Self {
+        unsafe {
+            match &w.grid {
+                None => Finish::Clamp(S::splat(w.lo), S::splat(w.hi)),
+                Some(grid) => Finish::Grid(GridVectors::new(grid)),
+            }
+        }
+    }
+
+    /// # Safety
+    /// As [`Simd`].
+    #[inline(always)]
+    pub(super) unsafe fn apply(&self, v: S::V) -> S::V {
+        unsafe {
+            match self {
+                Finish::Clamp(lo, hi) => S::min(S::max(v, *lo), *hi),
+                Finish::Grid(g) => Grid::finish::<S>(v, g),
+            }
+        }
+    }
 }
 
 /// Channels per weight panel. A tile reads its weights tap after tap; stored as whole rows of
@@ -55,7 +105,7 @@ pub fn run_portable(input: &[f32], bases: &[usize], taps: &Taps, w: &Weights, ou
             }
         }
         for o in row.iter_mut() {
-            *o = o.max(w.lo).min(w.hi);
+            *o = w.finish_one(*o);
         }
     }
 }
@@ -222,12 +272,11 @@ unsafe fn tile<S: Simd, const NP: usize, const NV: usize>(
                 }
             }
         }
-        let lo = S::splat(w.lo);
-        let hi = S::splat(w.hi);
+        let finish = Finish::<S>::new(w);
         for (p, a) in acc.iter().enumerate() {
             let dst = out.as_mut_ptr().add((first + p) * w.channels + o0);
             for (v, &value) in a.iter().enumerate() {
-                let value = S::min(S::max(value, lo), hi);
+                let value = finish.apply(value);
                 let left = w.channels - o0 - S::LANES * v;
                 if left >= S::LANES {
                     S::store(dst.add(S::LANES * v), value);
@@ -284,6 +333,7 @@ mod tests {
                         padded,
                         lo,
                         hi,
+                        grid: None,
                     };
                     let bases: Vec<usize> = (0..positions).map(|p| p * 53 + 3).collect();
                     let mut want = vec![0.0; positions * channels];

@@ -15,7 +15,9 @@
 //! form of a 1x1 convolution; its input and output may have the channels first or last), a
 //! group-1 channel-last `Conv` over at most 8 input channels (the stem), and a channel-last
 //! `Conv` with a group per channel (depthwise); each may be followed by `Max(lo)`/`Min(hi)`,
-//! which are folded in. The kernels are written once over a small vector trait ([`simd`]) and
+//! which are folded in, and by the 8-bit grid of a QDQ file ([`grid`]: its
+//! `QuantizeLinear`/`DequantizeLinear` pairs become one op first, which the convolution
+//! before it then folds into its epilogue). The kernels are written once over a small vector trait ([`simd`]) and
 //! compiled for AVX-512, AVX2+FMA, NEON and plain Rust; [`crate::model::Kernels`] says which
 //! runs. Each op splits its output rows across the pool of tract's executor when a picture
 //! runs on several threads (`op.rs`). Sums are fused multiply-adds in another order than tract's, so
@@ -24,11 +26,13 @@
 //!
 //! The files: `op.rs` is the op, its evaluation and its sharing out across threads,
 //! `pointwise.rs` and `conv2d.rs` recognise the convolutions, `graph.rs` holds what they read
-//! from the graph, [`kernel`] and [`depthwise`] the arithmetic, [`simd`] the instruction sets.
+//! from the graph, [`kernel`] and [`depthwise`] the arithmetic, [`grid`] the QDQ rounding,
+//! [`simd`] the instruction sets.
 
 mod conv2d;
 pub mod depthwise;
 mod graph;
+pub mod grid;
 pub mod kernel;
 mod op;
 mod pointwise;
@@ -48,15 +52,27 @@ const MIN_POSITIONS: usize = 16;
 /// the convolution, its bias and its clamp).
 type Found = (TapConv, OutletId, OutletId);
 
-/// Replaces every convolution described in the module comment by a [`TapConv`] running on
-/// `isa`'s kernels; returns how many.
-pub fn rewrite(model: &mut TypedModel, isa: Isa) -> TractResult<usize> {
+/// What [`rewrite`] replaced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rewritten {
+    /// Convolutions now running on the fused kernels.
+    pub convolutions: usize,
+    /// QDQ pairs ([`grid`]) folded into the convolution before them.
+    pub grids_folded: usize,
+    /// QDQ pairs left as one op of their own ([`grid::GridOp`]).
+    pub grids_alone: usize,
+}
+
+/// Replaces every QDQ pair by a [`grid::GridOp`], then every convolution described in the
+/// module comment by a [`TapConv`] running on `isa`'s kernels, folding the grid after it.
+pub fn rewrite(model: &mut TypedModel, isa: Isa) -> TractResult<Rewritten> {
     tract_onnx::tract_core::internal::ensure!(
         isa.available(),
         "this CPU cannot run the {} kernels",
         isa.name()
     );
-    let mut count = 0;
+    let grids = grid::fold_pairs(model)?;
+    let mut done = Rewritten::default();
     for id in 0..model.nodes.len() {
         let matchers = [pointwise::pointwise, conv2d::stem, conv2d::depthwise_conv];
         let found = matchers
@@ -67,11 +83,14 @@ pub fn rewrite(model: &mut TypedModel, isa: Isa) -> TractResult<usize> {
             let mut patch = TypedModelPatch::default();
             let tap = patch.tap_model(model, input)?;
             let name = format!("{}.edge_tl", model.node(id).name);
+            let folded = op.grid.is_some();
             let wire = patch.wire_node(name, op, &[tap])?;
             patch.shunt_outside(model, replaced, wire[0])?;
+            done.grids_folded += folded as usize;
             patch.apply(model)?;
-            count += 1;
+            done.convolutions += 1;
         }
     }
-    Ok(count)
+    done.grids_alone = grids - done.grids_folded;
+    Ok(done)
 }

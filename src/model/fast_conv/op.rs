@@ -11,6 +11,7 @@ use tract_linalg::multithread::{current_tract_executor, Executor};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
+use super::grid::Grid;
 use super::{depthwise, kernel};
 use crate::model::Isa;
 
@@ -30,6 +31,8 @@ pub struct TapConv {
     /// Clamp bounds (-inf/+inf: none).
     pub(super) lo: f32,
     pub(super) hi: f32,
+    /// The QDQ pair after the clamp, folded in ([`super::grid`]).
+    pub(super) grid: Option<Grid>,
     pub(super) input_shape: TVec<usize>,
     pub(super) output_shape: TVec<usize>,
 }
@@ -96,7 +99,11 @@ impl std::fmt::Debug for TapConv {
             self.rows.len() / self.padded.max(1),
             self.lo,
             self.hi
-        )
+        )?;
+        match &self.grid {
+            Some(g) => write!(f, ", {g:?}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -134,6 +141,7 @@ impl EvalOp for TapConv {
                 padded: self.padded,
                 lo: self.lo,
                 hi: self.hi,
+                grid: self.grid,
             };
             let isa = self.isa;
             match &self.plan {

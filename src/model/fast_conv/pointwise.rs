@@ -1,5 +1,5 @@
 //! The matcher for 1x1 convolutions: tract's `EinSum` with constant `[out, in]` weights, a
-//! constant bias `Add` and an optional clamp, becomes one [`TapConv`] that reads the
+//! constant bias `Add` and an optional clamp and 8-bit grid (QDQ files), becomes one [`TapConv`] that reads the
 //! activations in place, whether tract laid the channels out first or last.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
 use super::graph::{
-    binary_with_const, clamp, concrete, f32_values, row_major_strides, sole_consumer,
+    binary_with_const, concrete, epilogue, f32_values, row_major_strides, sole_consumer,
 };
 use super::op::{padded_rows, Layout, Plan, TapConv};
 use super::{Found, MIN_POSITIONS};
@@ -98,7 +98,7 @@ pub(super) fn pointwise(model: &TypedModel, id: usize, isa: Isa) -> TractResult<
     if model.outlet_fact(add.id.into())?.shape.as_concrete() != Some(&out_shape[..]) {
         return Ok(None);
     }
-    let (last, lo, hi) = clamp(model, add.id.into());
+    let (last, lo, hi, grid) = epilogue(model, add.id.into());
     let (rows, bias, padded) = padded_rows(
         Layout::Panels,
         depth,
@@ -121,6 +121,7 @@ pub(super) fn pointwise(model: &TypedModel, id: usize, isa: Isa) -> TractResult<
         padded,
         lo,
         hi,
+        grid,
         input_shape: x_shape,
         output_shape: out_shape,
     };
