@@ -48,8 +48,8 @@ fn fused_kernels_agree_with_tracts_plan() {
     // (file, fused convolutions, QDQ pairs folded into them and left as ops of their own)
     for (name, fusable, grids) in [
         ("mobilenet-v2-f32", 52, (0, 0)),
-        // Every convolution rounds its output to the 8-bit grid in its epilogue; the picture's
-        // normalisation and the average pool keep a pair of their own.
+        // Every convolution rounds its output to the 8-bit grid in its epilogue; two pairs on
+        // the way to the logits (after the average pool) stay ops of their own.
         ("mobilenet-v1-int8", 27, (27, 2)),
         // 5x5 depthwise layers, stride 2 at 5x5, a PyTorch export (NCHW in the file).
         ("efficientnet-lite0-f32", 49, (0, 0)),

@@ -177,6 +177,11 @@ unsafe fn rows<S: Simd, const NV: usize>(
                     c0 += S::LANES;
                 }
             }
+            // The row just written, still in cache, onto the grid (as in `kernel::blocks`).
+            if let Some(grid) = &w.grid {
+                let row = g.ow * g.c;
+                grid.pass::<S>(&mut out[(oy - first) * row..][..row]);
+            }
         }
     }
 }
@@ -208,9 +213,9 @@ unsafe fn block<S: Simd, const NV: usize>(
                 *acc = S::mul_add(kv, xv, *acc);
             }
         }
-        let finish = super::kernel::Finish::<S>::new(w);
+        let (lo, hi) = (S::splat(w.lo), S::splat(w.hi));
         for (v, &acc) in acc.iter().enumerate() {
-            let value = finish.apply(acc);
+            let value = S::min(S::max(acc, lo), hi);
             if NV == 1 && left < S::LANES {
                 S::store_part(dst.add(c0), value, left);
             } else {

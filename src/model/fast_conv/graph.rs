@@ -10,6 +10,8 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 
+use super::grid::{Grid, GridOp};
+
 pub(super) fn concrete(fact: &TypedFact) -> Option<TVec<usize>> {
     fact.shape.as_concrete().map(|s| s.into())
 }
@@ -56,15 +58,13 @@ pub(super) fn binary_with_const(
 }
 
 /// What follows a convolution's bias, folded into it: the clamp ([`clamp`]) and then the
-/// 8-bit grid of a QDQ file ([`super::grid::following`]). Returns the last outlet folded,
+/// 8-bit grid of a QDQ file (a [`GridOp`] as the only consumer). Returns the last outlet folded,
 /// the clamp's bounds and the grid, the clamp included in its bounds.
-pub(super) fn epilogue(
-    model: &TypedModel,
-    outlet: OutletId,
-) -> (OutletId, f32, f32, Option<super::grid::Grid>) {
+pub(super) fn epilogue(model: &TypedModel, outlet: OutletId) -> (OutletId, f32, f32, Option<Grid>) {
     let (last, lo, hi) = clamp(model, outlet);
-    match super::grid::following(model, last) {
-        Some((last, grid)) => (last, lo, hi, Some(grid.after_clamp(lo, hi))),
+    let grid = sole_consumer(model, last).and_then(|n| Some((n.id, n.op_as::<GridOp>()?.grid)));
+    match grid {
+        Some((id, grid)) => (id.into(), lo, hi, Some(grid.after_clamp(lo, hi))),
         None => (last, lo, hi, None),
     }
 }

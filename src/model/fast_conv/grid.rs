@@ -5,8 +5,9 @@
 //! activation, the first through a float-to-u8 cast per value: in the profile of
 //! MobileNetV2's QDQ file the pairs were a third of the time (`QuantizeLinearU8` alone 35.8
 //! of 118 ms, docs/performance.md). Here the pair becomes one [`Grid`]: folded into the
-//! fused convolution before it, where one exists ([`super::TapConv`] rounds each output
-//! vector before its only store), or else one vectorised pass of its own ([`GridOp`]).
+//! fused convolution before it, where one exists ([`super::TapConv`] rounds each chunk of
+//! outputs it has just stored, while still in cache), or else one vectorised pass of its own
+//! ([`GridOp`]).
 //!
 //! The values are tract's, bit for bit: `QuantizeLinear` is `q = clamp(round(x * inv) + zero,
 //! qmin, qmax)` with `inv` the reciprocal of the file's scale as tract stores it, rounding half
@@ -64,7 +65,7 @@ impl Grid {
     }
 
     /// `clamp(lo, hi)` followed by this grid, as one grid whose bounds (in grid units) also
-    /// hold the clamp's: what [`super::TapConv`] keeps, so that its vector epilogue is one
+    /// hold the clamp's: what [`super::TapConv`] keeps, so that its grid pass is one
     /// clamp. Exact: multiplying by a positive `inv` keeps the order of floats, so clamping
     /// before or after it is the same.
     pub fn after_clamp(&self, lo: f32, hi: f32) -> Grid {
@@ -76,7 +77,30 @@ impl Grid {
         }
     }
 
-    /// [`Grid::apply`] on a vector: the epilogue of the fused convolutions.
+    /// Puts every value of `out` on the grid: the fused convolutions' second pass over a
+    /// chunk of outputs they just stored (clamped), while it is in cache. Same bits as
+    /// [`Grid::apply`] on each value.
+    ///
+    /// # Safety
+    /// As [`Simd`]: the CPU has `S`'s features.
+    #[inline(always)]
+    pub unsafe fn pass<S: Simd>(&self, out: &mut [f32]) {
+        let whole = out.len() / S::LANES * S::LANES;
+        unsafe {
+            let vectors = GridVectors::<S>::new(self);
+            let p = out.as_mut_ptr();
+            let mut i = 0;
+            while i < whole {
+                S::store(p.add(i), Grid::finish::<S>(S::load(p.add(i)), &vectors));
+                i += S::LANES;
+            }
+        }
+        for x in &mut out[whole..] {
+            *x = self.apply(*x);
+        }
+    }
+
+    /// [`Grid::apply`] on a vector.
     ///
     /// # Safety
     /// As [`Simd`]: the CPU has `S`'s features.
@@ -93,7 +117,7 @@ impl Grid {
     }
 }
 
-/// A [`Grid`], splatted once per tile.
+/// A [`Grid`], splatted once per pass.
 pub struct GridVectors<S: Simd> {
     inv: S::V,
     step: S::V,
@@ -125,8 +149,8 @@ impl<S: Simd> GridVectors<S> {
     }
 }
 
-/// The pair as an op of its own where no fused convolution precedes it (the residual
-/// additions, the picture's normalisation).
+/// The pair as an op of its own where no fused convolution precedes it (MobileNetV2's
+/// residual additions, the average pool before the logits).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GridOp {
     pub grid: Grid,
@@ -241,14 +265,6 @@ pub(super) fn fold_pairs(model: &mut TypedModel) -> TractResult<usize> {
         count += 1;
     }
     Ok(count)
-}
-
-/// The grid `outlet` goes through next, if its only consumer is a [`GridOp`]: returns that
-/// op's outlet (what a fused convolution that folds it replaces) and the grid.
-pub(super) fn following(model: &TypedModel, outlet: OutletId) -> Option<(OutletId, Grid)> {
-    let next = super::graph::sole_consumer(model, outlet)?;
-    let op = next.op_as::<GridOp>()?;
-    Some((next.id.into(), op.grid))
 }
 
 #[cfg(test)]

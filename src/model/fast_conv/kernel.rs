@@ -7,7 +7,7 @@
 //! is a broadcast of one input value against whole vectors of weights, and results are
 //! stored as whole vectors.
 
-use super::grid::{Grid, GridVectors};
+use super::grid::Grid;
 use super::simd::{self, Portable, Simd};
 use crate::model::Isa;
 
@@ -29,9 +29,11 @@ pub struct Weights<'a> {
     pub padded: usize,
     pub lo: f32,
     pub hi: f32,
-    /// The 8-bit grid every output is rounded to after the clamp (QDQ files, [`Grid`]). Its
-    /// bounds include the clamp's ([`Grid::after_clamp`]): the vector kernels clamp once, in
-    /// grid units, and do not read `lo` and `hi`.
+    /// The 8-bit grid every output is rounded to after the clamp (QDQ files, [`Grid`]); its
+    /// bounds include the clamp's ([`Grid::after_clamp`]). The vector kernels store clamped
+    /// values and then put each chunk of outputs on the grid while it is still in cache
+    /// ([`Grid::pass`]): inside the tile its constants would push the tile's accumulators out
+    /// of the registers.
     pub grid: Option<Grid>,
 }
 
@@ -43,39 +45,6 @@ impl Weights<'_> {
         match &self.grid {
             Some(grid) => grid.apply(x),
             None => x,
-        }
-    }
-}
-
-/// The epilogue of the vector kernels, splatted once per tile: the clamp, or the grid with
-/// the clamp in its bounds ([`Grid::finish`]).
-pub(super) enum Finish<S: Simd> {
-    Clamp(S::V, S::V),
-    Grid(GridVectors<S>),
-}
-
-impl<S: Simd> Finish<S> {
-    /// # Safety
-    /// As [`Simd`]: the CPU has `S`'s features.
-    #[inline(always)]
-    pub(super) unsafe fn new(w: &Weights) -> Self {
-        unsafe {
-            match &w.grid {
-                None => Finish::Clamp(S::splat(w.lo), S::splat(w.hi)),
-                Some(grid) => Finish::Grid(GridVectors::new(grid)),
-            }
-        }
-    }
-
-    /// # Safety
-    /// As [`Simd`].
-    #[inline(always)]
-    pub(super) unsafe fn apply(&self, v: S::V) -> S::V {
-        unsafe {
-            match self {
-                Finish::Clamp(lo, hi) => S::min(S::max(v, *lo), *hi),
-                Finish::Grid(g) => Grid::finish::<S>(v, g),
-            }
         }
     }
 }
@@ -203,6 +172,9 @@ unsafe fn blocks<S: Simd, const NP: usize, const NV: usize>(
                 }
                 o0 += S::LANES * NV;
             }
+            if let Some(grid) = &w.grid {
+                grid.pass::<S>(&mut out[..bases.len() * w.channels]);
+            }
         }
     }
 }
@@ -272,11 +244,12 @@ unsafe fn tile<S: Simd, const NP: usize, const NV: usize>(
                 }
             }
         }
-        let finish = Finish::<S>::new(w);
+        let lo = S::splat(w.lo);
+        let hi = S::splat(w.hi);
         for (p, a) in acc.iter().enumerate() {
             let dst = out.as_mut_ptr().add((first + p) * w.channels + o0);
             for (v, &value) in a.iter().enumerate() {
-                let value = finish.apply(value);
+                let value = S::min(S::max(value, lo), hi);
                 let left = w.channels - o0 - S::LANES * v;
                 if left >= S::LANES {
                     S::store(dst.add(S::LANES * v), value);
