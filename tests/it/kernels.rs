@@ -33,8 +33,8 @@ fn argmax(v: &[f32]) -> usize {
 /// and 5x5) on every instruction set this CPU has, and nothing a user sees
 /// changes: on every photo the embedding is the same as tract's plan up to float rounding
 /// and the ImageNet top-1 is the same. In the int8 MobileNetV1 (QDQ) every activation is
-/// re-rounded to an 8-bit grid between layers (edge-tl in the convolutions' epilogue, tract
-/// in passes of its own), so a rounding difference can move a value by one grid step: there
+/// re-rounded to an 8-bit grid between layers (edge-tl in the fused convolutions, tract in
+/// passes of its own), so a rounding difference can move a value by one grid step: there
 /// the bar is a cosine of 0.999 (onnxruntime itself is 0.9999 from
 /// tract) and the same top-1. On two threads (the ops share their rows out across tract's
 /// pool) the embedding is bit-identical to one thread's.

@@ -105,7 +105,7 @@ impl Grid {
     /// # Safety
     /// As [`Simd`]: the CPU has `S`'s features.
     #[inline(always)]
-    pub unsafe fn finish<S: Simd>(v: S::V, vectors: &GridVectors<S>) -> S::V {
+    unsafe fn finish<S: Simd>(v: S::V, vectors: &GridVectors<S>) -> S::V {
         unsafe {
             let t = S::mul_add(v, vectors.inv, vectors.zero);
             let t = S::min(S::max(t, vectors.lo), vectors.hi);
@@ -118,7 +118,7 @@ impl Grid {
 }
 
 /// A [`Grid`], splatted once per pass.
-pub struct GridVectors<S: Simd> {
+struct GridVectors<S: Simd> {
     inv: S::V,
     step: S::V,
     lo: S::V,
@@ -133,7 +133,7 @@ impl<S: Simd> GridVectors<S> {
     /// # Safety
     /// As [`Simd`]: the CPU has `S`'s features.
     #[inline(always)]
-    pub unsafe fn new(grid: &Grid) -> Self {
+    unsafe fn new(grid: &Grid) -> Self {
         unsafe {
             GridVectors {
                 inv: S::splat(grid.inv),
@@ -321,7 +321,7 @@ mod tests {
                 let got = grid.apply(x.max(lo).min(hi));
                 assert_eq!(got.to_bits(), w.to_bits(), "{x} on {grid:?}: {got} vs {w}");
             }
-            // The kernels' epilogue, through a 1x1 convolution that copies its input.
+            // The kernels' grid pass, through a 1x1 convolution that copies its input.
             let (rows, bias) = (one_tap_identity(), vec![0.0; 16]);
             let w = Weights {
                 rows: &rows,

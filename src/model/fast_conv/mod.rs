@@ -17,8 +17,8 @@
 //! `Conv` with a group per channel (depthwise); each may be followed by `Max(lo)`/`Min(hi)`,
 //! which are folded in, and by the 8-bit grid of a QDQ file ([`grid`]: its
 //! `QuantizeLinear`/`DequantizeLinear` pairs become one op first, which the convolution
-//! before it then folds into its epilogue). The kernels are written once over a small vector trait ([`simd`]) and
-//! compiled for AVX-512, AVX2+FMA, NEON and plain Rust; [`crate::model::Kernels`] says which
+//! before it then absorbs as a pass over each chunk of outputs it has just stored). The
+//! kernels are written once over a small vector trait ([`simd`]) and compiled for AVX-512, AVX2+FMA, NEON and plain Rust; [`crate::model::Kernels`] says which
 //! runs. Each op splits its output rows across the pool of tract's executor when a picture
 //! runs on several threads (`op.rs`). Sums are fused multiply-adds in another order than tract's, so
 //! embeddings differ from tract's own plan by rounding only; `tests` and the

@@ -1,6 +1,7 @@
 //! The matcher for 1x1 convolutions: tract's `EinSum` with constant `[out, in]` weights, a
-//! constant bias `Add` and an optional clamp and 8-bit grid (QDQ files), becomes one [`TapConv`] that reads the
-//! activations in place, whether tract laid the channels out first or last.
+//! constant bias `Add`, an optional clamp and an optional 8-bit grid (QDQ files) become one
+//! [`TapConv`] that reads the activations in place, whether tract laid the channels out first
+//! or last.
 
 use std::sync::Arc;
 
